@@ -1,0 +1,214 @@
+// Every message of the dispatch wire protocol, as plain structs.
+//
+// On the wire each message is one msgpack map (see docs/PROTOCOL.md) with the keys
+//   "v"    protocol version (uint, currently 1)
+//   "type" message type (string, the name given in the comment of each struct)
+//   "id"   request id (uint64) chosen by the client and echoed by the reply
+// plus the fields of the struct under the names given here. Unknown keys are ignored so that
+// later versions can add optional fields without breaking older peers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "protocol/task.hpp"
+
+namespace dispatch::protocol {
+
+constexpr std::uint32_t version = 1;
+
+// ---- requests: worker -> dispatcher (work endpoint) ----
+
+// "register": announce a worker. A second register with the same worker id replaces the first
+// connection (a reconnecting worker), and `running` lists the tasks it still holds.
+struct register_worker {
+  std::string worker;               // "worker": unique name, 1..128 bytes
+  std::vector<std::string> types;   // "types": task types served, at least one
+  std::vector<std::string> tags;    // "tags": optional
+  std::uint32_t capacity = 1;       // "capacity": tasks run at once, >= 1
+  worker_pool pool = worker_pool::active;  // "pool": "active" | "reserve"
+  std::vector<task_id> running;     // "running": optional, tasks still held after a reconnect
+};
+
+// "fetch": ask for up to `max` jobs; if none is ready, wait up to `wait_ms` (a long poll).
+struct fetch {
+  std::uint32_t max = 1;      // "max": >= 1
+  std::uint32_t wait_ms = 0;  // "wait_ms": 0..60000
+};
+
+// "complete": the task succeeded.
+struct complete {
+  task_id task = 0;         // "task"
+  std::uint32_t attempt = 0;  // "attempt": the lease it answers; 0 = not given
+  std::string result;       // "result": bin or str, optional
+};
+
+// "fail": the task failed; retryable failures are tried again while attempts remain.
+struct fail {
+  task_id task = 0;          // "task"
+  std::uint32_t attempt = 0;  // "attempt": the lease it answers; 0 = not given
+  std::string error;         // "error": str
+  bool retryable = true;     // "retryable": bool, default true
+};
+
+struct heartbeat {};  // "heartbeat"
+struct goodbye {};    // "goodbye": the worker leaves; tasks it still holds go back to the queue
+
+// ---- requests: producer (either endpoint) ----
+
+struct task_spec {
+  std::string project;             // "project": 1..128 bytes
+  std::string type;                // "type": 1..128 bytes
+  std::int32_t priority = 0;       // "priority": int, default 0, higher first
+  std::string payload;             // "payload": bin or str, default empty
+  std::vector<std::string> tags;   // "tags": optional
+  std::uint32_t max_attempts = 3;  // "max_attempts": >= 1, default 3
+};
+
+// "submit": one or more tasks ("tasks": array of task_spec maps, 1..10000). The reply comes
+// only after every task is stored.
+struct submit {
+  std::vector<task_spec> tasks;
+};
+
+struct get_task {  // "status"
+  task_id task = 0;
+};
+
+struct cancel {  // "cancel"
+  task_id task = 0;
+};
+
+// ---- requests: admin (admin endpoint) ----
+
+struct list_tasks {  // "tasks": newest first
+  std::optional<std::string> project;  // "project"
+  std::optional<task_status> status;   // "status"
+  std::uint32_t limit = 100;           // "limit": 1..10000
+};
+struct list_workers {};   // "workers"
+struct list_projects {};  // "projects"
+struct get_stats {};      // "stats"
+struct pause_project {    // "pause"
+  std::string project;
+};
+struct resume_project {  // "resume"
+  std::string project;
+};
+
+using request_body =
+    std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
+                 cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
+                 resume_project>;
+
+struct request {
+  std::uint64_t id = 0;
+  request_body body;
+};
+
+// ---- replies: dispatcher -> client ----
+
+struct job {
+  task_id task = 0;          // "task"
+  std::string project;       // "project"
+  std::string type;          // "type"
+  std::int32_t priority = 0;  // "priority"
+  std::string payload;       // "payload": bin
+  std::uint32_t attempt = 0;  // "attempt": lease token, echo it in complete / fail
+};
+
+struct registered {  // "registered"
+  std::uint32_t heartbeat_ms = 1000;  // send a heartbeat at least this often
+  std::uint32_t liveness = 3;         // missed heartbeats before the worker is declared lost
+};
+
+struct jobs {  // "jobs": reply to fetch, possibly empty when the wait ran out
+  std::vector<job> jobs;
+};
+
+struct ok {};  // "ok": reply to complete, fail, heartbeat, goodbye, cancel, pause, resume
+
+struct submitted {  // "submitted": ids in the order of the submitted tasks
+  std::vector<task_id> ids;
+};
+
+struct task_info {  // "task": reply to status
+  task t;
+};
+
+struct task_list {  // "task_list": reply to tasks
+  std::vector<task> tasks;
+};
+
+struct worker_info {
+  std::string id;
+  worker_pool pool = worker_pool::active;
+  std::string state;  // "active", "engaged", "standby", "idle"...; see PROTOCOL.md
+  std::uint32_t capacity = 0;
+  std::uint32_t running = 0;
+  std::uint64_t completed = 0;
+  std::uint64_t failed = 0;
+  std::vector<std::string> types;
+  std::vector<std::string> tags;
+};
+
+struct worker_list {  // "worker_list"
+  std::vector<worker_info> workers;
+};
+
+struct project_info {
+  std::string name;
+  bool paused = false;
+  std::uint32_t max_inflight = 0;  // 0 = no cap
+  std::uint32_t weight = 1;
+  std::map<std::string, std::uint64_t> counts;  // task count per status name
+};
+
+struct project_list {  // "project_list"
+  std::vector<project_info> projects;
+};
+
+struct stats {  // "stats"
+  std::map<std::string, std::uint64_t> tasks;  // count per status name, every status present
+  std::vector<worker_info> workers;
+  std::vector<project_info> projects;
+  std::uint64_t reserve_engagements = 0;
+  std::uint64_t reserve_releases = 0;
+};
+
+// Error codes are sent as their snake_case names (see to_string).
+enum class error_code : std::uint8_t {
+  malformed,            // not msgpack, or not a map
+  unsupported_version,  // "v" missing or not 1
+  unknown_type,         // "type" names no message of this protocol / endpoint
+  bad_field,            // a field is missing, of the wrong type or out of range
+  too_large,            // frame above the configured limit
+  not_registered,       // a worker message from a peer that has not registered
+  unknown_task,         // no such task
+  not_owner,            // the task is not held by this worker
+  stale_lease,          // the attempt number is not the current lease
+  invalid_state,        // the task or project is in a state that forbids this
+  storage,              // the store could not write; nothing was acknowledged
+  internal,             // anything else; the message says what
+};
+std::string_view to_string(error_code c);
+std::optional<error_code> parse_error_code(std::string_view text);
+
+struct error {  // "error"
+  error_code code = error_code::internal;
+  std::string message;
+};
+
+using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list,
+                                worker_list, project_list, stats, error>;
+
+struct reply {
+  std::uint64_t id = 0;  // the request id this answers; 0 when the request had none readable
+  reply_body body;
+};
+
+}  // namespace dispatch::protocol
