@@ -49,6 +49,13 @@ class write_batch {
   bool empty() const { return tasks_.empty() && projects_.empty() && !last_id_; }
   std::size_t size() const { return tasks_.size() + projects_.size() + (last_id_ ? 1 : 0); }
   void clear();
+  // Moves every change of `other` behind this batch's own (group commit).
+  void append(write_batch&& other) {
+    for (auto& c : other.tasks_) tasks_.push_back(std::move(c));
+    for (auto& p : other.projects_) projects_.push_back(std::move(p));
+    if (other.last_id_ && (!last_id_ || *other.last_id_ > *last_id_)) last_id_ = other.last_id_;
+    other.clear();
+  }
 
  private:
   friend class task_store;

@@ -1,0 +1,37 @@
+// The dispatcher actor: the hub every request passes through. It owns the scheduling policy and
+// the table of live tasks (pending and running, with their payloads), answers workers and
+// producers, and turns every change into a store write (through the persistence actor), count
+// changes (to the project actors) and events (to the notifier). docs/ARCHITECTURE.md shows the
+// flows.
+//
+//   (inbound_atom, inbound)  a decoded request from the I/O thread
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include <caf/fwd.hpp>
+
+#include "actors/atoms.hpp"
+#include "actors/worker_actor.hpp"
+
+namespace dispatch {
+class outbox;
+}
+
+namespace dispatch::actors {
+
+struct dispatcher_settings {
+  liveness_settings liveness;
+  std::chrono::milliseconds scale_interval{1000};
+  std::chrono::milliseconds reserve_cooldown{10000};
+  // After a restart, tasks that were running wait this long for their worker to re-register and
+  // report them before they go back to the queue.
+  std::chrono::milliseconds recovery_grace{5000};
+};
+
+caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
+                            shared_recovery recovered, caf::actor persistence,
+                            caf::actor notifier, std::shared_ptr<outbox> out);
+
+}  // namespace dispatch::actors

@@ -1,0 +1,19 @@
+// The one actor that writes to the store. It runs detached (its own thread) because RocksDB
+// writes block, and it commits in groups: every write request already in its mailbox when a
+// flush comes up shares one RocksDB batch, and each is answered only after that batch is written.
+//
+//   (write_atom, write_batch)  -> ok_atom, or an error naming the store failure
+//   (find_atom, task_id)       -> task, or an error (not found)
+//   (list_atom, task_filter)   -> task_list, newest first
+//   (shutdown_atom)            -> writes what is queued, then quits
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include "actors/atoms.hpp"
+
+namespace dispatch::actors {
+
+caf::actor spawn_persistence(caf::actor_system& system, shared_store store);
+
+}  // namespace dispatch::actors

@@ -1,0 +1,87 @@
+#include "dispatcher/daemon_config.hpp"
+
+#include <CLI/CLI.hpp>
+
+#include "protocol/duration.hpp"
+
+namespace dispatch {
+namespace {
+
+// Durations are read as text and converted after parsing, so that the error names the option.
+struct duration_option {
+  std::string text;
+  std::chrono::milliseconds* target;
+};
+
+const CLI::Validator duration_check(
+    [](std::string& text) -> std::string {
+      return parse_duration(text) ? std::string()
+                                  : "'" + text + "' is not a duration (use e.g. 500ms, 10s, 2m)";
+    },
+    "DURATION");
+
+}  // namespace
+
+std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out) {
+  CLI::App app{"dispatcherd: the dispatch work dispatcher daemon"};
+  app.set_config("--config", "", "Read options from this INI file (command line wins)");
+  app.get_config_ptr()->type_name("FILE");
+
+  std::string durability = "wal";
+  duration_option durations[] = {
+      {format_duration(out.scale_interval), &out.scale_interval},
+      {format_duration(out.reserve_cooldown), &out.reserve_cooldown},
+      {format_duration(out.heartbeat), &out.heartbeat},
+      {format_duration(out.recovery_grace), &out.recovery_grace},
+  };
+
+  app.add_option("--data-dir", out.data_dir, "Directory of the RocksDB store")->capture_default_str();
+  app.add_option("--work-endpoint", out.work_endpoint, "ZeroMQ endpoint for workers and producers")
+      ->capture_default_str();
+  app.add_option("--admin-endpoint", out.admin_endpoint, "ZeroMQ endpoint for dispatchctl")
+      ->capture_default_str();
+  app.add_option("--scale-interval", durations[0].text,
+                 "Engage at most one reserve worker per interval while tasks back up")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--reserve-cooldown", durations[1].text,
+                 "Release an engaged reserve worker after it was idle this long")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--heartbeat", durations[2].text, "Heartbeat interval asked of workers")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--liveness", out.liveness, "Missed heartbeats before a worker is lost")
+      ->check(CLI::Range(1u, 1000u))
+      ->capture_default_str();
+  app.add_option("--recovery-grace", durations[3].text,
+                 "After a restart, how long running tasks wait for their worker to report them")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--durability", durability,
+                 "wal: survive a process crash; fsync: also survive power loss")
+      ->check(CLI::IsMember({"wal", "fsync"}))
+      ->capture_default_str();
+  app.add_option("--max-frame", out.max_frame, "Largest accepted message body in bytes")
+      ->check(CLI::Range(std::size_t{1024}, std::size_t{256} << 20))
+      ->capture_default_str();
+  app.add_option("--threads", out.threads, "Actor scheduler threads (0 = one per core)")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{256}))
+      ->capture_default_str();
+  app.add_option("--log-level", out.log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);  // prints help or the error
+    return code == 0 ? 0 : 2;
+  }
+  for (auto& d : durations) *d.target = *parse_duration(d.text);
+  out.durability =
+      durability == "fsync" ? persistence::durability::fsync : persistence::durability::wal;
+  return std::nullopt;
+}
+
+}  // namespace dispatch

@@ -1,0 +1,34 @@
+// dispatcherd's settings: defaults, then the config file (--config), then the command line.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "persistence/task_store.hpp"
+
+namespace dispatch {
+
+struct daemon_config {
+  std::string data_dir = "./data";
+  std::string work_endpoint = "tcp://127.0.0.1:5555";
+  std::string admin_endpoint = "tcp://127.0.0.1:5556";
+  std::chrono::milliseconds scale_interval{1000};
+  std::chrono::milliseconds reserve_cooldown{10000};
+  std::chrono::milliseconds heartbeat{1000};
+  std::uint32_t liveness = 3;
+  std::chrono::milliseconds recovery_grace{5000};
+  persistence::durability durability = persistence::durability::wal;
+  std::size_t max_frame = 1 << 20;
+  std::size_t threads = 0;  // actor scheduler threads; 0 = one per core
+  std::string log_level = "info";
+};
+
+// Parses argv (and the file named by --config). Returns an exit code when the program should stop
+// now: 0 after --help, 2 after a bad option or value (the message names it and is already
+// printed). Returns nullopt when `out` is ready to use.
+std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out);
+
+}  // namespace dispatch

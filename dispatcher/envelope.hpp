@@ -1,0 +1,29 @@
+// A decoded request together with where it came from, as the I/O thread hands it to the actors,
+// and the return address replies are sent to. No CAF and no ZeroMQ here.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "protocol/messages.hpp"
+
+namespace dispatch {
+
+enum class endpoint_kind : std::uint8_t { work = 0, admin = 1 };
+
+struct peer_address {
+  endpoint_kind endpoint = endpoint_kind::work;
+  std::string routing_id;  // ZeroMQ ROUTER identity of the connection
+  bool delimiter = false;  // the client is a REQ socket: replies need the empty frame back
+};
+
+struct inbound {
+  peer_address from;
+  protocol::request request;
+};
+
+// Worker messages belong on the work endpoint, admin queries on the admin endpoint, and producer
+// messages on both. Returns nullptr when allowed, else the reason to send back.
+const char* endpoint_refusal(endpoint_kind where, const protocol::request_body& body);
+
+}  // namespace dispatch

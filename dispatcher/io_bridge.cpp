@@ -1,0 +1,163 @@
+#include "dispatcher/io_bridge.hpp"
+
+#include <chrono>
+#include <vector>
+
+#include "dispatcher/outbox.hpp"
+#include "protocol/codec.hpp"
+
+namespace dispatch {
+namespace {
+
+// Messages drained from one socket per wake-up before the others get their turn, so a flood on
+// one endpoint cannot starve replies or the other endpoint.
+constexpr int burst = 256;
+
+// A hostile peer may announce a huge frame; libzmq drops the connection above this hard limit
+// before allocating it. Between max_frame and this limit the peer gets a readable error instead.
+std::int64_t hard_frame_limit(std::size_t max_frame) {
+  return static_cast<std::int64_t>(max_frame) * 4 + 4096;
+}
+
+}  // namespace
+
+io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver)
+    : settings_(std::move(settings)),
+      deliver_(std::move(deliver)),
+      work_(context, zmq::socket_type::router),
+      admin_(context, zmq::socket_type::router),
+      outbox_(context, zmq::socket_type::pull) {
+  for (auto* s : {&work_, &admin_}) {
+    s->set(zmq::sockopt::linger, 0);
+    s->set(zmq::sockopt::maxmsgsize, hard_frame_limit(settings_.max_frame));
+    // Replies to a slow client are queued, not dropped, up to a generous bound.
+    s->set(zmq::sockopt::sndhwm, 100000);
+    s->set(zmq::sockopt::rcvhwm, 100000);
+  }
+  outbox_.set(zmq::sockopt::linger, 0);
+  outbox_.set(zmq::sockopt::rcvhwm, 0);
+}
+
+bool io_bridge::bind(std::string& error) {
+  auto try_bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* what) {
+    try {
+      s.bind(endpoint);
+      return true;
+    } catch (const zmq::error_t& e) {
+      error = std::string("cannot bind ") + what + " endpoint " + endpoint + ": " + e.what();
+      return false;
+    }
+  };
+  return try_bind(outbox_, settings_.outbox_address, "outbox") &&
+         try_bind(work_, settings_.work_endpoint, "work") &&
+         try_bind(admin_, settings_.admin_endpoint, "admin");
+}
+
+std::string io_bridge::work_endpoint() const { return work_.get(zmq::sockopt::last_endpoint); }
+std::string io_bridge::admin_endpoint() const { return admin_.get(zmq::sockopt::last_endpoint); }
+
+void io_bridge::run(const std::atomic<bool>& stop) {
+  zmq::pollitem_t items[] = {{work_.handle(), 0, ZMQ_POLLIN, 0},
+                             {admin_.handle(), 0, ZMQ_POLLIN, 0},
+                             {outbox_.handle(), 0, ZMQ_POLLIN, 0}};
+  while (!stop.load(std::memory_order_relaxed)) {
+    zmq::poll(items, 3, std::chrono::milliseconds(100));
+    if (items[2].revents & ZMQ_POLLIN) drain_outbox();
+    if (items[0].revents & ZMQ_POLLIN) drain_router(work_, endpoint_kind::work);
+    if (items[1].revents & ZMQ_POLLIN) drain_router(admin_, endpoint_kind::admin);
+  }
+  // Replies already handed to the outbox still go out before the sockets close.
+  drain_outbox();
+  work_.close();
+  admin_.close();
+  outbox_.close();
+}
+
+void io_bridge::drain_router(zmq::socket_t& router, endpoint_kind kind) {
+  for (int i = 0; i < burst; ++i) {
+    if (!(router.get(zmq::sockopt::events) & ZMQ_POLLIN)) return;
+    handle_frames(router, kind);
+  }
+}
+
+void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
+  // A ROUTER message is [routing id][optional empty delimiter (REQ clients)][body]. Anything else
+  // is read to its end (so the next message starts clean) and answered as malformed.
+  std::vector<zmq::message_t> parts;
+  do {
+    parts.emplace_back();
+    if (!router.recv(parts.back(), zmq::recv_flags::dontwait)) {
+      parts.pop_back();
+      break;
+    }
+  } while (parts.back().more() && parts.size() < 8);
+  while (!parts.empty() && parts.back().more()) {  // discard an over-long multipart tail
+    zmq::message_t rest;
+    if (!router.recv(rest, zmq::recv_flags::dontwait)) break;
+    if (!rest.more()) break;
+  }
+  if (parts.empty()) return;
+
+  peer_address from{kind, parts[0].to_string(), false};
+  const zmq::message_t* body = nullptr;
+  if (parts.size() == 2) {
+    body = &parts[1];
+  } else if (parts.size() == 3 && parts[1].size() == 0) {
+    from.delimiter = true;
+    body = &parts[2];
+  } else {
+    reply_error(router, from, 0, protocol::error_code::malformed,
+                "expected exactly one body frame (optionally after an empty delimiter)");
+    return;
+  }
+  if (body->size() > settings_.max_frame) {
+    reply_error(router, from, 0, protocol::error_code::too_large,
+                "frame of " + std::to_string(body->size()) + " bytes exceeds the limit of " +
+                    std::to_string(settings_.max_frame));
+    return;
+  }
+
+  inbound in{std::move(from), {}};
+  protocol::decode_failure why;
+  if (!protocol::decode(std::string_view(body->data<char>(), body->size()), in.request, why)) {
+    reply_error(router, in.from, why.request_id, why.code, std::move(why.message));
+    return;
+  }
+  if (const char* refusal = endpoint_refusal(kind, in.request.body)) {
+    reply_error(router, in.from, in.request.id, protocol::error_code::unknown_type,
+                std::string(protocol::type_name(in.request.body)) + ": " + refusal);
+    return;
+  }
+  deliver_(std::move(in));
+}
+
+void io_bridge::drain_outbox() {
+  for (int i = 0; i < burst * 4; ++i) {
+    zmq::message_t frames[outbox_frames];
+    if (!outbox_.recv(frames[0], zmq::recv_flags::dontwait)) return;
+    for (int f = 1; f < outbox_frames; ++f) (void)outbox_.recv(frames[f]);
+    const auto kind = static_cast<endpoint_kind>(*frames[0].data<char>());
+    auto& router = kind == endpoint_kind::work ? work_ : admin_;
+    const bool delimiter = *frames[2].data<char>() != 0;
+    // Peers that vanished are simply not routable; ROUTER drops those replies by design.
+    router.send(frames[1], zmq::send_flags::sndmore);
+    if (delimiter) router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(frames[3], zmq::send_flags::none);
+  }
+}
+
+void io_bridge::reply_error(zmq::socket_t& router, const peer_address& to,
+                            std::uint64_t request_id, protocol::error_code code,
+                            std::string message) {
+  protocol::encode(protocol::reply{request_id, protocol::error{code, std::move(message)}},
+                   encode_buffer_);
+  send_to(router, to, encode_buffer_);
+}
+
+void io_bridge::send_to(zmq::socket_t& router, const peer_address& to, const std::string& body) {
+  router.send(zmq::buffer(to.routing_id), zmq::send_flags::sndmore);
+  if (to.delimiter) router.send(zmq::message_t(), zmq::send_flags::sndmore);
+  router.send(zmq::buffer(body), zmq::send_flags::none);
+}
+
+}  // namespace dispatch

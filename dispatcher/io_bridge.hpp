@@ -1,0 +1,58 @@
+// The dispatcher's only ZeroMQ thread. It owns the two ROUTER sockets (work and admin) and the
+// PULL end of the outbox, decodes every inbound frame, answers undecodable or misplaced messages
+// itself (so bad input never reaches the actors and nothing is stored from it), and hands good
+// requests to `deliver`. Replies from the actors come back through the outbox and leave here.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <string>
+
+#include <zmq.hpp>
+
+#include "dispatcher/envelope.hpp"
+
+namespace dispatch {
+
+struct io_settings {
+  std::string work_endpoint = "tcp://127.0.0.1:5555";
+  std::string admin_endpoint = "tcp://127.0.0.1:5556";
+  std::string outbox_address = "inproc://dispatch-outbox";
+  std::size_t max_frame = 1 << 20;  // larger bodies get a too_large error
+};
+
+class io_bridge {
+ public:
+  using deliver_fn = std::function<void(inbound&&)>;
+
+  io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver);
+  io_bridge(const io_bridge&) = delete;
+  io_bridge& operator=(const io_bridge&) = delete;
+
+  // Binds every socket. On failure returns false and `error` names the endpoint and the reason.
+  // Call before any outbox connects, and before run().
+  bool bind(std::string& error);
+  // Polls until `stop` becomes true (seen within 100 ms), then closes the sockets.
+  void run(const std::atomic<bool>& stop);
+  // The endpoints actually bound (resolves port 0 / wildcard).
+  std::string work_endpoint() const;
+  std::string admin_endpoint() const;
+
+ private:
+  void drain_router(zmq::socket_t& router, endpoint_kind kind);
+  void drain_outbox();
+  void handle_frames(zmq::socket_t& router, endpoint_kind kind);
+  void reply_error(zmq::socket_t& router, const peer_address& to, std::uint64_t request_id,
+                   protocol::error_code code, std::string message);
+  void send_to(zmq::socket_t& router, const peer_address& to, const std::string& body);
+
+  io_settings settings_;
+  deliver_fn deliver_;
+  zmq::socket_t work_;
+  zmq::socket_t admin_;
+  zmq::socket_t outbox_;
+  std::string encode_buffer_;
+};
+
+}  // namespace dispatch

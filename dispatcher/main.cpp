@@ -1,0 +1,121 @@
+// dispatcherd: opens the store, recovers unfinished work, starts the actors and the ZeroMQ I/O
+// thread, and runs until SIGTERM or SIGINT, then stops in the order that loses nothing: no new
+// input, actors finish, queued writes land, sockets close.
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include <caf/all.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "actors/dispatcher_actor.hpp"
+#include "actors/notifier_actor.hpp"
+#include "actors/persistence_actor.hpp"
+#include "dispatcher/daemon_config.hpp"
+#include "dispatcher/io_bridge.hpp"
+#include "dispatcher/outbox.hpp"
+
+namespace {
+
+using namespace dispatch;
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("dispatcherd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ dispatcherd %^%l%$ %v", spdlog::pattern_time_type::utc);
+  logger->set_level(spdlog::level::from_str(level));
+  spdlog::set_default_logger(logger);
+}
+
+// Signals are taken by sigwait in main, never by a handler, so every other thread must block them.
+sigset_t shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  return set;
+}
+
+int run(const daemon_config& cfg, const sigset_t& signals) {
+  std::unique_ptr<persistence::task_store> opened;
+  if (auto s = persistence::task_store::open({cfg.data_dir, cfg.durability}, opened); !s.is_ok()) {
+    spdlog::critical("{}", s.to_string());
+    return 1;
+  }
+  actors::shared_store store = std::move(opened);
+  auto recovered = std::make_shared<persistence::recovered_state>();
+  if (auto s = store->recover(*recovered); !s.is_ok()) {
+    spdlog::critical("cannot recover from the store in {}: {}", cfg.data_dir, s.to_string());
+    return 1;
+  }
+
+  zmq::context_t zmq_context;
+  caf::actor dispatcher;  // set before the I/O thread starts delivering
+  io_settings io_cfg;
+  io_cfg.work_endpoint = cfg.work_endpoint;
+  io_cfg.admin_endpoint = cfg.admin_endpoint;
+  io_cfg.max_frame = cfg.max_frame;
+  io_bridge io(zmq_context, io_cfg, [&dispatcher](inbound&& in) {
+    caf::anon_send(dispatcher, actors::inbound_atom::value, std::move(in));
+  });
+  std::string bind_error;
+  if (!io.bind(bind_error)) {
+    spdlog::critical("{}", bind_error);
+    return 1;
+  }
+  auto out = std::make_shared<outbox>(zmq_context, io_cfg.outbox_address);
+
+  caf::actor_system_config caf_cfg;
+  if (cfg.threads > 0) caf_cfg.set("scheduler.max-threads", cfg.threads);
+  caf::actor_system system{caf_cfg};
+  auto persistence = actors::spawn_persistence(system, store);
+  auto notifier = actors::spawn_notifier(system);
+  actors::dispatcher_settings settings;
+  settings.liveness = {cfg.heartbeat, cfg.liveness};
+  settings.scale_interval = cfg.scale_interval;
+  settings.reserve_cooldown = cfg.reserve_cooldown;
+  settings.recovery_grace = cfg.recovery_grace;
+  dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), persistence,
+                                        notifier, out);
+
+  std::atomic<bool> stop{false};
+  std::thread io_thread([&] { io.run(stop); });
+  spdlog::info("dispatcherd ready: work {} admin {} data {} durability {}", io.work_endpoint(),
+               io.admin_endpoint(), cfg.data_dir,
+               cfg.durability == persistence::durability::fsync ? "fsync" : "wal");
+
+  int received = 0;
+  sigwait(&signals, &received);
+  spdlog::info("signal {} received: shutting down", received);
+
+  stop = true;
+  io_thread.join();
+  {
+    caf::scoped_actor self{system};
+    self->send_exit(dispatcher, caf::exit_reason::user_shutdown);
+    self->wait_for(dispatcher);
+    self->send(persistence, actors::shutdown_atom::value);  // writes already queued still land
+    self->wait_for(persistence);
+    self->send_exit(notifier, caf::exit_reason::user_shutdown);
+    self->wait_for(notifier);
+  }
+  out->close();
+  spdlog::info("dispatcherd stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const auto signals = shutdown_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  dispatch::daemon_config cfg;
+  if (auto code = dispatch::parse_daemon_config(argc, argv, cfg)) return *code;
+  setup_logging(cfg.log_level);
+  try {
+    return run(cfg, signals);
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,197 @@
+// Request bodies. The readers are where untrusted input gets validated, so every limit of
+// docs/PROTOCOL.md is enforced here and nowhere else.
+#include "protocol/bodies.hpp"
+#include "protocol/message_names.hpp"
+
+namespace dispatch::protocol::bodies {
+namespace {
+
+using wire::array_of;
+using wire::as_bytes;
+using wire::as_int;
+using wire::as_name;
+using wire::as_text;
+using wire::as_uint;
+using wire::unbounded;
+
+constexpr std::uint32_t max_capacity = 10000;
+constexpr std::uint32_t max_fetch = 10000;
+constexpr std::uint32_t max_wait_ms = 60000;
+constexpr std::size_t max_submit = 10000;
+constexpr std::uint32_t max_attempts_limit = 1000;
+constexpr std::size_t max_tags = 32;
+constexpr std::uint32_t max_list = 10000;
+
+template <class Body>
+void open(wire::writer& w, std::uint64_t id, const Body&, std::size_t fields) {
+  w.header(wire_name<Body>::value, id, fields);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const register_worker& m) {
+  open(w, id, m, 6);
+  w.text("worker", m.worker);
+  w.names("types", m.types);
+  w.names("tags", m.tags);
+  w.number("capacity", m.capacity);
+  w.text("pool", to_string(m.pool));
+  w.ids("running", m.running);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const fetch& m) {
+  open(w, id, m, 2);
+  w.number("max", m.max);
+  w.number("wait_ms", m.wait_ms);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const complete& m) {
+  open(w, id, m, 3);
+  w.number("task", m.task);
+  w.number("attempt", m.attempt);
+  w.bytes("result", m.result);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const fail& m) {
+  open(w, id, m, 4);
+  w.number("task", m.task);
+  w.number("attempt", m.attempt);
+  w.text("error", m.error);
+  w.flag("retryable", m.retryable);
+}
+
+void write_spec(wire::writer& w, const task_spec& s) {
+  w.map(6);
+  w.text("project", s.project);
+  w.text("type", s.type);
+  w.number("priority", s.priority);
+  w.bytes("payload", s.payload);
+  w.names("tags", s.tags);
+  w.number("max_attempts", s.max_attempts);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const submit& m) {
+  open(w, id, m, 1);
+  w.key("tasks");
+  w.array(m.tasks.size());
+  for (const auto& s : m.tasks) write_spec(w, s);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const get_task& m) {
+  open(w, id, m, 1);
+  w.number("task", m.task);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const cancel& m) {
+  open(w, id, m, 1);
+  w.number("task", m.task);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const list_tasks& m) {
+  open(w, id, m, 1 + (m.project ? 1 : 0) + (m.status ? 1 : 0));
+  if (m.project) w.text("project", *m.project);
+  if (m.status) w.text("status", to_string(*m.status));
+  w.number("limit", m.limit);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const pause_project& m) {
+  open(w, id, m, 1);
+  w.text("project", m.project);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const resume_project& m) {
+  open(w, id, m, 1);
+  w.text("project", m.project);
+}
+
+// Bodies without fields; the assertion stops a body that gains fields from silently losing
+// them on the wire.
+template <class Body>
+void write_body(wire::writer& w, std::uint64_t id, const Body& m) {
+  static_assert(std::is_empty_v<Body>, "this request body needs its own write_body");
+  open(w, id, m, 0);
+}
+
+auto tag_list() { return array_of(0, max_tags, as_name); }
+
+void read_body(const wire::fields& f, register_worker& m) {
+  m.worker = f.required("worker", as_name);
+  m.types = f.required("types", array_of(1, unbounded, as_name));
+  m.tags = f.optional("tags", m.tags, tag_list());
+  m.capacity = f.optional("capacity", m.capacity, as_uint<std::uint32_t>(1, max_capacity));
+  m.pool = f.optional("pool", m.pool, wire::as_pool);
+  m.running = f.optional("running", m.running, array_of(0, unbounded, as_uint<task_id>()));
+}
+
+void read_body(const wire::fields& f, fetch& m) {
+  m.max = f.optional("max", m.max, as_uint<std::uint32_t>(1, max_fetch));
+  m.wait_ms = f.optional("wait_ms", m.wait_ms, as_uint<std::uint32_t>(0, max_wait_ms));
+}
+
+void read_body(const wire::fields& f, complete& m) {
+  m.task = f.required("task", as_uint<task_id>());
+  m.attempt = f.optional("attempt", m.attempt, as_uint<std::uint32_t>());
+  m.result = f.optional("result", m.result, as_bytes);
+}
+
+void read_body(const wire::fields& f, fail& m) {
+  m.task = f.required("task", as_uint<task_id>());
+  m.attempt = f.optional("attempt", m.attempt, as_uint<std::uint32_t>());
+  m.error = f.optional("error", m.error, as_text);
+  m.retryable = f.optional("retryable", m.retryable, wire::as_bool);
+}
+
+task_spec read_spec(const msgpack::object& o, const wire::path& at) {
+  const wire::fields f(o, at);
+  task_spec s;
+  s.project = f.required("project", as_name);
+  s.type = f.required("type", as_name);
+  s.priority = f.optional("priority", s.priority, as_int<std::int32_t>());
+  s.payload = f.optional("payload", s.payload, as_bytes);
+  s.tags = f.optional("tags", s.tags, tag_list());
+  s.max_attempts =
+      f.optional("max_attempts", s.max_attempts, as_uint<std::uint32_t>(1, max_attempts_limit));
+  return s;
+}
+
+void read_body(const wire::fields& f, submit& m) {
+  m.tasks = f.required("tasks", array_of(1, max_submit, read_spec));
+}
+
+void read_body(const wire::fields& f, get_task& m) {
+  m.task = f.required("task", as_uint<task_id>());
+}
+
+void read_body(const wire::fields& f, cancel& m) {
+  m.task = f.required("task", as_uint<task_id>());
+}
+
+void read_body(const wire::fields& f, list_tasks& m) {
+  if (f.find("project")) m.project = f.required("project", as_name);
+  if (f.find("status")) m.status = f.required("status", wire::as_status);
+  m.limit = f.optional("limit", m.limit, as_uint<std::uint32_t>(1, max_list));
+}
+
+void read_body(const wire::fields& f, pause_project& m) {
+  m.project = f.required("project", as_name);
+}
+
+void read_body(const wire::fields& f, resume_project& m) {
+  m.project = f.required("project", as_name);
+}
+
+// Bodies without fields: whatever keys they carry are unknown keys, ignored.
+template <class Body>
+void read_body(const wire::fields&, Body&) {
+  static_assert(std::is_empty_v<Body>, "this request body needs its own read_body");
+}
+
+}  // namespace
+
+void write(wire::writer& w, const request& r) {
+  std::visit([&](const auto& body) { write_body(w, r.id, body); }, r.body);
+}
+
+std::optional<request_body> read_request(std::string_view type, const wire::fields& f) {
+  return make_named<request_body>(type, [&](auto& body) { read_body(f, body); });
+}
+
+}  // namespace dispatch::protocol::bodies

@@ -1,0 +1,250 @@
+#include "tests/integration/harness.hpp"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+#include "protocol/codec.hpp"
+
+extern char** environ;
+
+namespace dispatch::testing {
+
+std::vector<int> free_ports(std::size_t count) {
+  // All probe sockets stay open until every port is known, so the kernel cannot hand out the
+  // same port twice.
+  std::vector<int> fds, ports;
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+  };
+  for (std::size_t i = 0; i < count; ++i) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      close_all();
+      throw std::runtime_error("socket() failed");
+    }
+    fds.push_back(fd);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      close_all();
+      throw std::runtime_error("cannot find a free port");
+    }
+    ports.push_back(ntohs(addr.sin_port));
+  }
+  close_all();
+  return ports;
+}
+
+std::string tcp_endpoint(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+temp_dir::temp_dir() {
+  std::string pattern = (std::filesystem::temp_directory_path() / "dispatch-test-XXXXXX").string();
+  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = pattern;
+}
+
+temp_dir::~temp_dir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+child_process::child_process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                   0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  posix_spawn_file_actions_addclose(&actions, 0);
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+child_process::~child_process() {
+  if (!running()) return;
+  signal(SIGTERM);
+  if (!wait(std::chrono::seconds(5))) {
+    signal(SIGKILL);
+    wait(std::chrono::seconds(5));
+  }
+}
+
+void child_process::signal(int sig) const {
+  if (pid_ > 0) ::kill(pid_, sig);
+}
+
+std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!exit_code_) {
+    int status = 0;
+    const int r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      break;
+    }
+    if (r < 0) {
+      exit_code_ = -1;
+      break;
+    }
+    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return exit_code_;
+}
+
+bool child_process::running() { return !wait(std::chrono::milliseconds(0)); }
+
+std::string child_process::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return condition();
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+wire_client::wire_client(const std::string& endpoint)
+    : context_(1), socket_(context_, zmq::socket_type::dealer) {
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.connect(endpoint);
+}
+
+std::uint64_t wire_client::send(protocol::request_body body) {
+  const auto id = next_id_++;
+  std::string bytes;
+  protocol::encode(protocol::request{id, std::move(body)}, bytes);
+  send_raw(bytes);
+  return id;
+}
+
+protocol::reply wire_client::call(protocol::request_body body, std::chrono::milliseconds timeout) {
+  return wait_reply(send(std::move(body)), timeout);
+}
+
+protocol::reply wire_client::wait_reply(std::uint64_t id, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (true) {
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      if (it->id == id) {
+        auto r = std::move(*it);
+        parked_.erase(it);
+        return r;
+      }
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    auto r = receive(left);
+    if (!r) break;
+    parked_.push_back(std::move(*r));
+  }
+  throw std::runtime_error("no reply to request " + std::to_string(id));
+}
+
+void wire_client::send_raw(const std::string& bytes) { send_frames({bytes}); }
+
+void wire_client::send_frames(const std::vector<std::string>& frames) {
+  for (std::size_t i = 0; i < frames.size(); ++i)
+    socket_.send(zmq::buffer(frames[i]),
+                 i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+}
+
+std::optional<protocol::reply> wire_client::receive(std::chrono::milliseconds timeout) {
+  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, timeout) == 0) return std::nullopt;
+  zmq::message_t msg;
+  if (!socket_.recv(msg)) return std::nullopt;
+  protocol::reply r;
+  protocol::decode_failure why;
+  if (!protocol::decode(std::string_view(msg.data<char>(), msg.size()), r, why))
+    throw std::runtime_error("undecodable reply: " + why.message);
+  return r;
+}
+
+daemon::daemon(daemon_options options)
+    : options_(std::move(options)),
+      data_(scratch_.path() + "/data") {
+  const auto ports = free_ports(2);
+  work_port_ = ports[0];
+  admin_port_ = ports[1];
+  start();
+}
+
+void daemon::start() {
+  std::vector<std::string> argv = {dispatcherd_path(),  "--data-dir",     data_,
+                                   "--work-endpoint",   work_endpoint(),  "--admin-endpoint",
+                                   admin_endpoint(),    "--threads",      "2"};
+  argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+  process_ = std::make_unique<child_process>(
+      argv, scratch_.path() + "/dispatcherd-" + std::to_string(++starts_) + ".log");
+  const bool ready = wait_until(
+      [&] {
+        if (!process_->running()) return true;
+        try {
+          wire_client probe(admin_endpoint());
+          probe.call(protocol::get_stats{}, 200ms);
+          return true;
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      15s);
+  if (!ready || !process_->running())
+    throw std::runtime_error("dispatcherd did not start:\n" + process_->log());
+}
+
+void daemon::stop(int sig) {
+  process_->signal(sig);
+  if (!process_->wait(10s)) throw std::runtime_error("dispatcherd did not stop");
+}
+
+protocol::stats daemon::stats() {
+  wire_client admin(admin_endpoint());
+  return expect<protocol::stats>(admin.call(protocol::get_stats{}));
+}
+
+std::unique_ptr<child_process> start_agent(const daemon& d, const std::string& id,
+                                           std::vector<std::string> extra_args) {
+  std::vector<std::string> argv = {worker_agent_path(), "--endpoint", d.work_endpoint(), "--id",
+                                   id};
+  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
+  return std::make_unique<child_process>(argv, d.dir() + "/agent-" + id + ".log");
+}
+
+const protocol::worker_info* find_worker(const protocol::stats& s, const std::string& id) {
+  for (const auto& w : s.workers)
+    if (w.id == id) return &w;
+  return nullptr;
+}
+
+std::string dispatcherd_path() { return DISPATCHERD_PATH; }
+std::string worker_agent_path() { return WORKER_AGENT_PATH; }
+std::string dispatchctl_path() { return DISPATCHCTL_PATH; }
+
+}  // namespace dispatch::testing

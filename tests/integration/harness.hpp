@@ -1,0 +1,134 @@
+// What integration tests need to run the real thing: free loopback ports, scratch directories,
+// child processes that are always cleaned up, a raw protocol client, and a running dispatcherd.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "protocol/messages.hpp"
+
+namespace dispatch::testing {
+
+using namespace std::chrono_literals;
+
+// `count` distinct TCP ports on 127.0.0.1 that were free a moment ago.
+std::vector<int> free_ports(std::size_t count);
+std::string tcp_endpoint(int port);
+
+// A fresh directory, removed with everything in it on destruction.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+// A child process whose stdout and stderr go to a log file. The destructor stops it (SIGTERM,
+// then SIGKILL after 5 s) so that a failing test never leaves processes behind.
+class child_process {
+ public:
+  child_process(std::vector<std::string> argv, std::string log_path);
+  ~child_process();
+  child_process(const child_process&) = delete;
+  child_process& operator=(const child_process&) = delete;
+
+  int pid() const { return pid_; }
+  void signal(int sig) const;
+  // Waits for the exit; returns the exit code (128 + signal when killed), nullopt on timeout.
+  std::optional<int> wait(std::chrono::milliseconds timeout);
+  bool running();
+  std::string log() const;
+
+ private:
+  int pid_ = -1;
+  std::optional<int> exit_code_;
+  std::string log_path_;
+};
+
+// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
+
+// A DEALER connection speaking the protocol, for tests that act as a worker or producer.
+class wire_client {
+ public:
+  explicit wire_client(const std::string& endpoint);
+  wire_client(const wire_client&) = delete;
+  wire_client& operator=(const wire_client&) = delete;
+
+  // Sends a request with a fresh id and returns the reply with that id (other replies that arrive
+  // meanwhile are kept for later calls). Throws std::runtime_error on timeout.
+  protocol::reply call(protocol::request_body body, std::chrono::milliseconds timeout = 5s);
+  // Sends a request and returns its id without waiting.
+  std::uint64_t send(protocol::request_body body);
+  // Waits for the reply to request `id`.
+  protocol::reply wait_reply(std::uint64_t id, std::chrono::milliseconds timeout = 5s);
+  // Raw frames, for malformed-input tests.
+  void send_raw(const std::string& bytes);
+  void send_frames(const std::vector<std::string>& frames);
+  std::optional<protocol::reply> receive(std::chrono::milliseconds timeout);
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::uint64_t next_id_ = 1;
+  std::vector<protocol::reply> parked_;
+};
+
+template <class T>
+const T& expect(const protocol::reply& r) {
+  if (auto* e = std::get_if<protocol::error>(&r.body))
+    throw std::runtime_error("error reply: " + e->message);
+  return std::get<T>(r.body);
+}
+
+struct daemon_options {
+  std::vector<std::string> extra_args;
+};
+
+// A real dispatcherd on free ports with its own data directory; ready once it answers `stats`.
+class daemon {
+ public:
+  explicit daemon(daemon_options options = {});
+  // Restarting keeps the ports and the data directory.
+  void start();
+  void stop(int sig = 15);  // SIGTERM; 9 for a crash
+  child_process& process() { return *process_; }
+
+  std::string work_endpoint() const { return tcp_endpoint(work_port_); }
+  std::string admin_endpoint() const { return tcp_endpoint(admin_port_); }
+  const std::string& data_dir() const { return data_; }
+  const std::string& dir() const { return scratch_.path(); }
+  protocol::stats stats();
+
+ private:
+  daemon_options options_;
+  temp_dir scratch_;
+  std::string data_;
+  int work_port_ = 0;
+  int admin_port_ = 0;
+  int starts_ = 0;
+  std::unique_ptr<child_process> process_;
+};
+
+// A real worker-agent process.
+std::unique_ptr<child_process> start_agent(const daemon& d, const std::string& id,
+                                           std::vector<std::string> extra_args = {});
+
+const protocol::worker_info* find_worker(const protocol::stats& s, const std::string& id);
+
+std::string dispatcherd_path();
+std::string worker_agent_path();
+std::string dispatchctl_path();
+
+}  // namespace dispatch::testing

@@ -1,0 +1,258 @@
+// The protocol against a real dispatcherd, with the test itself playing worker and producer, so
+// that every decision the dispatcher makes can be checked exactly.
+#include <catch2/catch.hpp>
+
+#include <thread>
+
+#include "tests/integration/harness.hpp"
+
+using namespace dispatch;
+using namespace dispatch::testing;
+
+namespace {
+
+protocol::task_spec spec(std::string project, std::int32_t priority, std::string payload = {},
+                         std::string type = "echo") {
+  protocol::task_spec s;
+  s.project = std::move(project);
+  s.type = std::move(type);
+  s.priority = priority;
+  s.payload = std::move(payload);
+  return s;
+}
+
+std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs) {
+  return expect<protocol::submitted>(c.call(protocol::submit{std::move(specs)})).ids;
+}
+
+protocol::register_worker worker_spec(std::string id, std::uint32_t capacity = 1) {
+  protocol::register_worker r;
+  r.worker = std::move(id);
+  r.types = {"echo"};
+  r.capacity = capacity;
+  return r;
+}
+
+std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms = 2000) {
+  return expect<protocol::jobs>(w.call(protocol::fetch{max, wait_ms})).jobs;
+}
+
+task status_of(wire_client& c, task_id id) {
+  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
+}
+
+protocol::error_code error_of(const protocol::reply& r) {
+  auto* e = std::get_if<protocol::error>(&r.body);
+  REQUIRE(e != nullptr);
+  return e->code;
+}
+
+}  // namespace
+
+TEST_CASE("tasks are handed out by priority, FIFO within a priority, and complete") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1")));
+
+  // Submitted in scrambled priority order; the worker then pulls one job at a time.
+  const auto ids = submit(producer, {spec("p", 1, "a"), spec("p", 5, "b"), spec("p", 1, "c"),
+                                     spec("p", 9, "d"), spec("p", 5, "e")});
+  REQUIRE(ids.size() == 5);
+  for (std::size_t i = 1; i < ids.size(); ++i) CHECK(ids[i] > ids[i - 1]);
+
+  std::vector<std::string> order;
+  for (int i = 0; i < 5; ++i) {
+    auto jobs = fetch(worker, 1);
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0].attempt == 1);
+    order.push_back(jobs[0].payload);
+    expect<protocol::ok>(worker.call(protocol::complete{jobs[0].task, jobs[0].attempt, "r-" + jobs[0].payload}));
+  }
+  CHECK(order == std::vector<std::string>{"d", "b", "e", "a", "c"});
+
+  const auto t = status_of(producer, ids[3]);
+  CHECK(t.status == task_status::completed);
+  CHECK(t.result == "r-d");
+  CHECK(t.worker == "w1");
+  CHECK(t.attempts == 1);
+  CHECK(t.created_at > 0);
+  CHECK(t.assigned_at >= t.created_at);
+  CHECK(t.finished_at >= t.assigned_at);
+
+  const auto st = d.stats();
+  CHECK(st.tasks.at("completed") == 5);
+  CHECK(st.tasks.at("pending") == 0);
+  REQUIRE(find_worker(st, "w1"));
+  CHECK(find_worker(st, "w1")->completed == 5);
+}
+
+TEST_CASE("a fetch is a long poll: answered empty when the wait runs out, at once when work comes") {
+  daemon d;
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 4)));
+
+  CHECK(fetch(worker, 4, 200).empty());
+
+  const auto fetch_id = worker.send(protocol::fetch{4, 30000});
+  wire_client producer(d.work_endpoint());
+  const auto ids = submit(producer, {spec("p", 0, "x"), spec("p", 0, "y")});
+  // Well before the 30 s wait: the open fetch is answered as soon as the tasks are stored.
+  const auto jobs = expect<protocol::jobs>(worker.wait_reply(fetch_id, 5s)).jobs;
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].task == ids[0]);
+  CHECK(jobs[1].task == ids[1]);
+}
+
+TEST_CASE("a worker never gets more than it asked for or its capacity") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  std::vector<protocol::task_spec> specs(10, spec("p", 0));
+  submit(producer, specs);
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 3)));
+  CHECK(fetch(worker, 2).size() == 2);
+  CHECK(fetch(worker, 5).size() == 1);  // capacity 3, two already held
+  CHECK(fetch(worker, 5, 100).empty());
+}
+
+TEST_CASE("completions are checked against the holder and the lease") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  wire_client w1(d.work_endpoint());
+  wire_client w2(d.work_endpoint());
+  expect<protocol::registered>(w1.call(worker_spec("w1")));
+  expect<protocol::registered>(w2.call(worker_spec("w2")));
+  const auto ids = submit(producer, {spec("p", 0, "x")});
+  auto jobs = fetch(w1, 1);
+  REQUIRE(jobs.size() == 1);
+
+  CHECK(error_of(w2.call(protocol::complete{ids[0], 1, ""})) == protocol::error_code::not_owner);
+  CHECK(error_of(w1.call(protocol::complete{ids[0], 7, ""})) == protocol::error_code::stale_lease);
+  CHECK(error_of(w1.call(protocol::complete{999999, 0, ""})) == protocol::error_code::unknown_task);
+  wire_client stranger(d.work_endpoint());
+  CHECK(error_of(stranger.call(protocol::complete{ids[0], 1, ""})) ==
+        protocol::error_code::not_registered);
+  CHECK(error_of(stranger.call(protocol::fetch{1, 0})) == protocol::error_code::not_registered);
+
+  expect<protocol::ok>(w1.call(protocol::complete{ids[0], 1, "done"}));
+  CHECK(error_of(w1.call(protocol::complete{ids[0], 1, "again"})) ==
+        protocol::error_code::invalid_state);
+  CHECK(status_of(producer, ids[0]).result == "done");
+}
+
+TEST_CASE("retryable failures are retried until max_attempts, then the task is dead") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1")));
+  auto s = spec("p", 0);
+  s.max_attempts = 2;
+  const auto ids = submit(producer, {s, spec("p", -1, "fatal")});
+
+  for (std::uint32_t attempt = 1; attempt <= 2; ++attempt) {
+    auto jobs = fetch(worker, 1);
+    REQUIRE(jobs.size() == 1);
+    CHECK(jobs[0].task == ids[0]);
+    CHECK(jobs[0].attempt == attempt);
+    expect<protocol::ok>(worker.call(protocol::fail{ids[0], attempt, "boom " + std::to_string(attempt), true}));
+  }
+  auto t = status_of(producer, ids[0]);
+  CHECK(t.status == task_status::dead);
+  CHECK(t.attempts == 2);
+  CHECK(t.error == "boom 2");
+
+  auto jobs = fetch(worker, 1);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].task == ids[1]);
+  expect<protocol::ok>(worker.call(protocol::fail{ids[1], 1, "bad input", false}));
+  CHECK(status_of(producer, ids[1]).status == task_status::failed);
+  CHECK(d.stats().tasks.at("dead") == 1);
+}
+
+TEST_CASE("cancel ends pending and running tasks, and refuses finished ones") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1")));
+  const auto ids = submit(producer, {spec("p", 5), spec("p", 0)});
+  auto jobs = fetch(worker, 1);
+  REQUIRE(jobs.size() == 1);
+  REQUIRE(jobs[0].task == ids[0]);
+
+  expect<protocol::ok>(producer.call(protocol::cancel{ids[1]}));  // pending
+  expect<protocol::ok>(producer.call(protocol::cancel{ids[0]}));  // running
+  CHECK(status_of(producer, ids[0]).status == task_status::cancelled);
+  CHECK(status_of(producer, ids[1]).status == task_status::cancelled);
+  CHECK(error_of(worker.call(protocol::complete{ids[0], 1, ""})) ==
+        protocol::error_code::invalid_state);
+  CHECK(error_of(producer.call(protocol::cancel{ids[0]})) == protocol::error_code::invalid_state);
+  CHECK(error_of(producer.call(protocol::cancel{424242})) == protocol::error_code::unknown_task);
+  CHECK(fetch(worker, 1, 100).empty());
+}
+
+TEST_CASE("a paused project keeps its tasks until resumed; other projects go on") {
+  daemon d;
+  wire_client admin(d.admin_endpoint());
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 10)));
+  expect<protocol::ok>(admin.call(protocol::pause_project{"slow"}));
+  const auto ids = submit(producer, {spec("slow", 9), spec("fast", 0)});
+
+  auto jobs = fetch(worker, 10, 300);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].task == ids[1]);
+  CHECK(fetch(worker, 9, 200).empty());
+
+  expect<protocol::ok>(admin.call(protocol::resume_project{"slow"}));
+  jobs = fetch(worker, 9);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].task == ids[0]);
+
+  const auto projects = expect<protocol::project_list>(admin.call(protocol::list_projects{})).projects;
+  REQUIRE(projects.size() == 2);
+  CHECK(projects[0].name == "fast");
+  CHECK(projects[1].name == "slow");
+  CHECK_FALSE(projects[1].paused);
+  CHECK(projects[1].counts.at("running") == 1);
+}
+
+TEST_CASE("tasks held by a worker that says goodbye go back to the queue") {
+  daemon d;
+  wire_client producer(d.work_endpoint());
+  wire_client w1(d.work_endpoint());
+  expect<protocol::registered>(w1.call(worker_spec("w1", 2)));
+  const auto ids = submit(producer, {spec("p", 0), spec("p", 0)});
+  REQUIRE(fetch(w1, 2).size() == 2);
+  expect<protocol::ok>(w1.call(protocol::goodbye{}));
+  CHECK(status_of(producer, ids[0]).status == task_status::pending);
+
+  wire_client w2(d.work_endpoint());
+  expect<protocol::registered>(w2.call(worker_spec("w2", 2)));
+  auto jobs = fetch(w2, 2);
+  REQUIRE(jobs.size() == 2);
+  CHECK(jobs[0].attempt == 2);
+}
+
+TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks are requeued") {
+  daemon d({{"--heartbeat", "100ms", "--liveness", "3"}});
+  wire_client producer(d.work_endpoint());
+  wire_client silent(d.work_endpoint());
+  const auto reg = expect<protocol::registered>(silent.call(worker_spec("silent")));
+  CHECK(reg.heartbeat_ms == 100);
+  CHECK(reg.liveness == 3);
+  const auto ids = submit(producer, {spec("p", 0)});
+  REQUIRE(fetch(silent, 1).size() == 1);
+  CHECK(wait_until([&] { return status_of(producer, ids[0]).status == task_status::pending; }, 5s));
+  CHECK(find_worker(d.stats(), "silent") == nullptr);
+
+  // A worker that heartbeats stays.
+  wire_client alive(d.work_endpoint());
+  expect<protocol::registered>(alive.call(worker_spec("alive")));
+  for (int i = 0; i < 8; ++i) {
+    expect<protocol::ok>(alive.call(protocol::heartbeat{}));
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(find_worker(d.stats(), "alive") != nullptr);
+}

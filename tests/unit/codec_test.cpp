@@ -1,0 +1,739 @@
+// Tests of the wire codec: round trips, defaults, validation and hostile input.
+#include "protocol/codec.hpp"
+
+#include <catch2/catch.hpp>
+#include <msgpack.hpp>
+#include <random>
+#include <string>
+#include <tuple>
+#include <vector>
+
+using namespace dispatch;
+using namespace dispatch::protocol;
+
+// ---- equality for the contract structs, which define none themselves ----
+namespace dispatch {
+bool operator==(const task& a, const task& b) {
+  return std::tie(a.id, a.project, a.type, a.priority, a.payload, a.tags, a.status, a.attempts,
+                  a.max_attempts, a.worker, a.created_at, a.assigned_at, a.finished_at, a.result,
+                  a.error) == std::tie(b.id, b.project, b.type, b.priority, b.payload, b.tags,
+                                       b.status, b.attempts, b.max_attempts, b.worker, b.created_at,
+                                       b.assigned_at, b.finished_at, b.result, b.error);
+}
+}  // namespace dispatch
+
+namespace dispatch::protocol {
+#define FIELDS_EQUAL(type, ...)                                              \
+  bool operator==(const type& a, const type& b) {                            \
+    const auto fields = [](const type& m) { return std::tie(__VA_ARGS__); }; \
+    return fields(a) == fields(b);                                           \
+  }
+#define NO_FIELDS(type) \
+  bool operator==(const type&, const type&) { return true; }
+
+FIELDS_EQUAL(register_worker, m.worker, m.types, m.tags, m.capacity, m.pool, m.running)
+FIELDS_EQUAL(fetch, m.max, m.wait_ms)
+FIELDS_EQUAL(complete, m.task, m.attempt, m.result)
+FIELDS_EQUAL(fail, m.task, m.attempt, m.error, m.retryable)
+NO_FIELDS(heartbeat)
+NO_FIELDS(goodbye)
+FIELDS_EQUAL(task_spec, m.project, m.type, m.priority, m.payload, m.tags, m.max_attempts)
+FIELDS_EQUAL(submit, m.tasks)
+FIELDS_EQUAL(get_task, m.task)
+FIELDS_EQUAL(cancel, m.task)
+FIELDS_EQUAL(list_tasks, m.project, m.status, m.limit)
+NO_FIELDS(list_workers)
+NO_FIELDS(list_projects)
+NO_FIELDS(get_stats)
+FIELDS_EQUAL(pause_project, m.project)
+FIELDS_EQUAL(resume_project, m.project)
+FIELDS_EQUAL(job, m.task, m.project, m.type, m.priority, m.payload, m.attempt)
+FIELDS_EQUAL(registered, m.heartbeat_ms, m.liveness)
+FIELDS_EQUAL(jobs, m.jobs)
+NO_FIELDS(ok)
+FIELDS_EQUAL(submitted, m.ids)
+FIELDS_EQUAL(task_info, m.t)
+FIELDS_EQUAL(task_list, m.tasks)
+FIELDS_EQUAL(worker_info, m.id, m.pool, m.state, m.capacity, m.running, m.completed, m.failed,
+             m.types, m.tags)
+FIELDS_EQUAL(worker_list, m.workers)
+FIELDS_EQUAL(project_info, m.name, m.paused, m.max_inflight, m.weight, m.counts)
+FIELDS_EQUAL(project_list, m.projects)
+FIELDS_EQUAL(stats, m.tasks, m.workers, m.projects, m.reserve_engagements, m.reserve_releases)
+FIELDS_EQUAL(error, m.code, m.message)
+#undef FIELDS_EQUAL
+#undef NO_FIELDS
+}  // namespace dispatch::protocol
+
+namespace {
+
+// A binary payload with every byte value, NULs included.
+std::string all_bytes() {
+  std::string s;
+  for (int i = 0; i < 256; ++i) s.push_back(static_cast<char>(i));
+  return s;
+}
+
+task sample_task(task_id id) {
+  task t;
+  t.id = id;
+  t.project = "proj";
+  t.type = "resize";
+  t.priority = -7;
+  t.payload = all_bytes();
+  t.tags = {"gpu", "eu"};
+  t.status = task_status::running;
+  t.attempts = 2;
+  t.max_attempts = 5;
+  t.worker = "w-1";
+  t.created_at = 1700000000123;
+  t.assigned_at = 1700000000456;
+  t.finished_at = 0;
+  t.result = std::string("\x00\x01", 2);
+  t.error = "previous attempt timed out";
+  return t;
+}
+
+std::map<std::string, std::uint64_t> full_counts(std::uint64_t base) {
+  std::map<std::string, std::uint64_t> counts;
+  for (int i = 0; i < task_status_count; ++i)
+    counts[std::string(to_string(static_cast<task_status>(i)))] = base + static_cast<unsigned>(i);
+  return counts;
+}
+
+worker_info sample_worker() {
+  return worker_info{"w-1", worker_pool::reserve, "standby", 8, 3, 1000, 4, {"resize"}, {"gpu"}};
+}
+
+project_info sample_project() { return project_info{"proj", true, 10, 3, full_counts(5)}; }
+
+std::string encoded(const request& r) {
+  std::string out;
+  encode(r, out);
+  return out;
+}
+
+std::string encoded(const reply& r) {
+  std::string out;
+  encode(r, out);
+  return out;
+}
+
+request round_trip(const request& r) {
+  request back;
+  decode_failure why;
+  const bool decoded = decode(encoded(r), back, why);
+  INFO(why.message);
+  REQUIRE(decoded);
+  CHECK(back.id == r.id);
+  CHECK(back.body.index() == r.body.index());
+  CHECK(back.body == r.body);
+  return back;
+}
+
+reply round_trip(const reply& r) {
+  reply back;
+  decode_failure why;
+  const bool decoded = decode(encoded(r), back, why);
+  INFO(why.message);
+  REQUIRE(decoded);
+  CHECK(back.id == r.id);
+  CHECK(back.body.index() == r.body.index());
+  CHECK(back.body == r.body);
+  return back;
+}
+
+// Maps the encoder would never produce (wrong types, missing or duplicated keys), built by
+// editing a valid message.
+class raw_map {
+ public:
+  raw_map() = default;
+  explicit raw_map(const std::string& bytes) {
+    const msgpack::object o = msgpack::unpack(zone_, bytes.data(), bytes.size());
+    REQUIRE(o.type == msgpack::type::MAP);
+    for (std::uint32_t i = 0; i < o.via.map.size; ++i)
+      entries_.emplace_back(o.via.map.ptr[i].key.as<std::string>(), o.via.map.ptr[i].val);
+  }
+
+  template <class T>
+  raw_map& set(const std::string& key, const T& value) {
+    erase(key);
+    return add(key, value);
+  }
+  // Appends even when the key exists, for duplicate-key inputs.
+  template <class T>
+  raw_map& add(const std::string& key, const T& value) {
+    entries_.emplace_back(key, msgpack::object(value, zone_));
+    return *this;
+  }
+  raw_map& set_nil(const std::string& key) {
+    erase(key);
+    entries_.emplace_back(key, msgpack::object());  // default-constructed object is nil
+    return *this;
+  }
+  raw_map& set_map(const std::string& key, const raw_map& nested) {
+    erase(key);
+    entries_.emplace_back(key, nested.object_in(zone_));
+    return *this;
+  }
+  raw_map& erase(const std::string& key) {
+    std::vector<std::pair<std::string, msgpack::object>> kept;
+    for (auto& e : entries_)
+      if (e.first != key) kept.push_back(e);
+    entries_ = std::move(kept);
+    return *this;
+  }
+
+  std::string bytes() const {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> pk(buffer);
+    pk.pack_map(static_cast<std::uint32_t>(entries_.size()));
+    for (const auto& [k, v] : entries_) {
+      pk.pack(k);
+      pk.pack(v);
+    }
+    return std::string(buffer.data(), buffer.size());
+  }
+
+  msgpack::object object_in(msgpack::zone& z) const {
+    const std::string b = bytes();
+    return msgpack::unpack(z, b.data(), b.size());
+  }
+
+ private:
+  msgpack::zone zone_;
+  std::vector<std::pair<std::string, msgpack::object>> entries_;
+};
+
+struct rejection {
+  error_code code;
+  std::string message;
+  std::uint64_t request_id;
+};
+
+rejection reject_request(const std::string& bytes) {
+  request out;
+  decode_failure why;
+  bool decoded = true;
+  REQUIRE_NOTHROW(decoded = decode(bytes, out, why));
+  REQUIRE_FALSE(decoded);
+  CHECK_FALSE(why.message.empty());
+  return {why.code, why.message, why.request_id};
+}
+
+rejection reject_reply(const std::string& bytes) {
+  reply out;
+  decode_failure why;
+  bool decoded = true;
+  REQUIRE_NOTHROW(decoded = decode(bytes, out, why));
+  REQUIRE_FALSE(decoded);
+  CHECK_FALSE(why.message.empty());
+  return {why.code, why.message, why.request_id};
+}
+
+// The message must start with the field path, e.g. "tasks[3].priority: ...".
+void check_bad_field(const std::string& bytes, const std::string& field) {
+  const rejection r = reject_request(bytes);
+  INFO(r.message);
+  CHECK(r.code == error_code::bad_field);
+  CHECK(r.message.rfind(field + ": ", 0) == 0);
+}
+
+request decode_ok(const std::string& bytes) {
+  request out;
+  decode_failure why;
+  const bool decoded = decode(bytes, out, why);
+  INFO(why.message);
+  REQUIRE(decoded);
+  return out;
+}
+
+raw_map valid_register() {
+  return raw_map(
+      encoded(request{42, register_worker{"w1", {"resize"}, {"gpu"}, 4, worker_pool::active, {}}}));
+}
+
+raw_map valid_spec() {
+  raw_map spec;
+  spec.set("project", std::string("proj")).set("type", std::string("resize"));
+  return spec;
+}
+
+// A submit whose tasks[3] is `broken` and the rest valid.
+std::string submit_with_fourth(const raw_map& broken) {
+  msgpack::zone z;
+  std::vector<msgpack::object> tasks;
+  for (int i = 0; i < 3; ++i) tasks.push_back(valid_spec().object_in(z));
+  tasks.push_back(broken.object_in(z));
+  raw_map m(encoded(request{42, submit{{task_spec{}}}}));
+  m.set("tasks", tasks);
+  return m.bytes();
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+TEST_CASE("every request type round-trips with non-default values") {
+  round_trip({1, register_worker{"worker-1",
+                                 {"resize", "encode"},
+                                 {"gpu", "eu"},
+                                 16,
+                                 worker_pool::reserve,
+                                 {7, 9, UINT64_MAX}}});
+  round_trip({2, fetch{10000, 60000}});
+  round_trip({3, complete{99, 4, all_bytes()}});
+  round_trip({4, fail{99, 4, "disk full", false}});
+  round_trip({5, heartbeat{}});
+  round_trip({6, goodbye{}});
+  round_trip({7, submit{{task_spec{"a", "t1", INT32_MIN, all_bytes(), {"x"}, 1000},
+                         task_spec{"b", "t2", INT32_MAX, "", {}, 1}}}});
+  round_trip({8, get_task{123}});
+  round_trip({9, cancel{456}});
+  round_trip({10, list_tasks{std::string("proj"), task_status::dead, 10000}});
+  round_trip({11, list_tasks{std::nullopt, std::nullopt, 1}});
+  round_trip({12, list_workers{}});
+  round_trip({13, list_projects{}});
+  round_trip({14, get_stats{}});
+  round_trip({15, pause_project{"proj"}});
+  round_trip({UINT64_MAX, resume_project{"proj"}});
+}
+
+TEST_CASE("every reply type round-trips") {
+  round_trip({1, registered{250, 5}});
+  round_trip({2, jobs{{job{1, "p", "t", -3, all_bytes(), 1}, job{2, "q", "u", 9, "", 7}}}});
+  round_trip({3, jobs{}});
+  round_trip({4, ok{}});
+  round_trip({5, submitted{{1, 2, UINT64_MAX}}});
+  round_trip({6, task_info{sample_task(77)}});
+  round_trip({7, task_list{{sample_task(1), sample_task(2)}}});
+  round_trip({8, worker_list{{sample_worker(), worker_info{}}}});
+  round_trip({9, project_list{{sample_project()}}});
+  round_trip({10, stats{full_counts(0), {sample_worker()}, {sample_project()}, 12, 11}});
+  round_trip({0, error{error_code::stale_lease, "attempt 3 is not the current lease"}});
+}
+
+TEST_CASE("type names match the wire names") {
+  CHECK(type_name(request_body{register_worker{}}) == "register");
+  CHECK(type_name(request_body{get_task{}}) == "status");
+  CHECK(type_name(request_body{list_tasks{}}) == "tasks");
+  CHECK(type_name(request_body{get_stats{}}) == "stats");
+  CHECK(type_name(request_body{resume_project{}}) == "resume");
+  CHECK(type_name(reply_body{task_info{}}) == "task");
+  CHECK(type_name(reply_body{worker_list{}}) == "worker_list");
+  CHECK(type_name(reply_body{error{}}) == "error");
+}
+
+TEST_CASE("the envelope is exactly v, type, id, compactly encoded") {
+  // {"v":1,"type":"heartbeat","id":5}
+  const std::string expected = "\x83\xa1v\x01\xa4type\xa9heartbeat\xa2id\x05";
+  CHECK(encoded(request{5, heartbeat{}}) == expected);
+}
+
+TEST_CASE("encode clears the output first") {
+  std::string out = "stale bytes";
+  encode(request{5, heartbeat{}}, out);
+  CHECK(out == encoded(request{5, heartbeat{}}));
+  encode_task(sample_task(1), out);
+  task t;
+  CHECK(decode_task(out, t));
+}
+
+TEST_CASE("error codes have stable snake_case names") {
+  CHECK(to_string(error_code::bad_field) == "bad_field");
+  CHECK(to_string(error_code::unsupported_version) == "unsupported_version");
+  for (int i = 0; i <= static_cast<int>(error_code::internal); ++i) {
+    const auto code = static_cast<error_code>(i);
+    CHECK(parse_error_code(to_string(code)) == code);
+  }
+  CHECK_FALSE(parse_error_code("no_such_code").has_value());
+}
+
+TEST_CASE("stored task records round-trip and reject garbage") {
+  std::string bytes;
+  encode_task(sample_task(5), bytes);
+  task back;
+  REQUIRE(decode_task(bytes, back));
+  CHECK(back == sample_task(5));
+
+  task untouched = sample_task(9);
+  CHECK_FALSE(decode_task("", untouched));
+  CHECK_FALSE(decode_task(bytes.substr(0, bytes.size() - 1), untouched));
+  CHECK_FALSE(decode_task(bytes + "x", untouched));
+  CHECK_FALSE(decode_task("\x93\x01\x02\x03", untouched));
+  CHECK_FALSE(decode_task(raw_map(bytes).erase("status").bytes(), untouched));
+  CHECK_FALSE(decode_task(raw_map(bytes).set("status", std::string("lost")).bytes(), untouched));
+  CHECK_FALSE(decode_task(raw_map(bytes).set("attempts", -1).bytes(), untouched));
+  CHECK(untouched == sample_task(9));  // a failed decode leaves the target alone
+}
+
+TEST_CASE("optional request fields take their defaults when absent or nil") {
+  SECTION("register") {
+    raw_map m = valid_register();
+    m.erase("tags").erase("capacity").erase("pool").set_nil("running");
+    const auto body = std::get<register_worker>(decode_ok(m.bytes()).body);
+    CHECK(body.capacity == 1);
+    CHECK(body.pool == worker_pool::active);
+    CHECK(body.tags.empty());
+    CHECK(body.running.empty());
+  }
+  SECTION("fetch") {
+    raw_map m(encoded(request{1, fetch{5, 500}}));
+    m.erase("max").erase("wait_ms");
+    const auto body = std::get<fetch>(decode_ok(m.bytes()).body);
+    CHECK(body.max == 1);
+    CHECK(body.wait_ms == 0);
+  }
+  SECTION("complete and fail") {
+    raw_map c(encoded(request{1, complete{8, 2, "r"}}));
+    c.erase("attempt").erase("result");
+    const auto done = std::get<complete>(decode_ok(c.bytes()).body);
+    CHECK(done.task == 8);
+    CHECK(done.attempt == 0);
+    CHECK(done.result.empty());
+
+    raw_map f(encoded(request{1, fail{8, 2, "e", false}}));
+    f.erase("attempt").erase("error").set_nil("retryable");
+    const auto failed = std::get<fail>(decode_ok(f.bytes()).body);
+    CHECK(failed.attempt == 0);
+    CHECK(failed.error.empty());
+    CHECK(failed.retryable);
+  }
+  SECTION("submit task spec") {
+    const auto body = std::get<submit>(decode_ok(submit_with_fourth(valid_spec())).body);
+    REQUIRE(body.tasks.size() == 4);
+    CHECK(body.tasks[3].priority == 0);
+    CHECK(body.tasks[3].max_attempts == 3);
+    CHECK(body.tasks[3].payload.empty());
+    CHECK(body.tasks[3].tags.empty());
+  }
+  SECTION("list tasks") {
+    raw_map m(encoded(request{1, list_tasks{std::string("p"), task_status::failed, 5}}));
+    m.erase("project").set_nil("status").erase("limit");
+    const auto body = std::get<list_tasks>(decode_ok(m.bytes()).body);
+    CHECK_FALSE(body.project.has_value());
+    CHECK_FALSE(body.status.has_value());
+    CHECK(body.limit == 100);
+  }
+}
+
+TEST_CASE("payload and result accept str as well as bin") {
+  raw_map spec = valid_spec();
+  spec.set("payload", std::string("text payload"));
+  CHECK(std::get<submit>(decode_ok(submit_with_fourth(spec)).body).tasks[3].payload ==
+        "text payload");
+  raw_map c(encoded(request{1, complete{8, 2, ""}}));
+  c.set("result", std::string("text result"));
+  CHECK(std::get<complete>(decode_ok(c.bytes()).body).result == "text result");
+}
+
+TEST_CASE("unknown keys are ignored") {
+  raw_map m = valid_register();
+  m.set("future_field", std::vector<int>{1, 2, 3});
+  CHECK(std::get<register_worker>(decode_ok(m.bytes()).body).worker == "w1");
+}
+
+TEST_CASE("register validation") {
+  const std::string long_name(129, 'x');
+  check_bad_field(valid_register().erase("worker").bytes(), "worker");
+  check_bad_field(valid_register().set("worker", std::string()).bytes(), "worker");
+  check_bad_field(valid_register().set("worker", long_name).bytes(), "worker");
+  check_bad_field(valid_register().set("worker", 12).bytes(), "worker");
+  CHECK(std::get<register_worker>(
+            decode_ok(valid_register().set("worker", std::string(128, 'x')).bytes()).body)
+            .worker.size() == 128);
+  check_bad_field(valid_register().erase("types").bytes(), "types");
+  check_bad_field(valid_register().set("types", std::vector<std::string>{}).bytes(), "types");
+  check_bad_field(valid_register().set("types", std::vector<std::string>{"a", ""}).bytes(),
+                  "types[1]");
+  check_bad_field(valid_register().set("tags", std::vector<std::string>(33, "t")).bytes(), "tags");
+  CHECK(std::get<register_worker>(
+            decode_ok(valid_register().set("tags", std::vector<std::string>(32, "t")).bytes()).body)
+            .tags.size() == 32);
+  check_bad_field(valid_register().set("tags", std::vector<std::string>{long_name}).bytes(),
+                  "tags[0]");
+  check_bad_field(valid_register().set("capacity", 0).bytes(), "capacity");
+  check_bad_field(valid_register().set("capacity", 10001).bytes(), "capacity");
+  check_bad_field(valid_register().set("capacity", -1).bytes(), "capacity");
+  check_bad_field(valid_register().set("capacity", 1.5).bytes(), "capacity");
+  check_bad_field(valid_register().set("pool", std::string("standby")).bytes(), "pool");
+  check_bad_field(valid_register().set("running", std::vector<int>{1, -2}).bytes(), "running[1]");
+  CHECK(std::get<register_worker>(
+            decode_ok(valid_register().set("pool", std::string("reserve")).bytes()).body)
+            .pool == worker_pool::reserve);
+}
+
+TEST_CASE("fetch, complete and fail validation") {
+  const raw_map f(encoded(request{1, fetch{}}));
+  check_bad_field(raw_map(f.bytes()).set("max", 0).bytes(), "max");
+  check_bad_field(raw_map(f.bytes()).set("max", 10001).bytes(), "max");
+  check_bad_field(raw_map(f.bytes()).set("wait_ms", 60001).bytes(), "wait_ms");
+  check_bad_field(raw_map(f.bytes()).set("wait_ms", std::string("5")).bytes(), "wait_ms");
+  CHECK(std::get<fetch>(decode_ok(raw_map(f.bytes()).set("wait_ms", 60000).bytes()).body).wait_ms ==
+        60000);
+
+  const std::string c = encoded(request{1, complete{8, 1, ""}});
+  check_bad_field(raw_map(c).erase("task").bytes(), "task");
+  check_bad_field(raw_map(c).set("task", -8).bytes(), "task");
+  check_bad_field(raw_map(c).set("attempt", 1ull << 32).bytes(), "attempt");
+  check_bad_field(raw_map(c).set("result", 5).bytes(), "result");
+
+  const std::string fl = encoded(request{1, fail{8, 1, "e", true}});
+  check_bad_field(raw_map(fl).set("retryable", 1).bytes(), "retryable");
+  check_bad_field(raw_map(fl).set("error", std::vector<char>{'x'}).bytes(), "error");
+}
+
+TEST_CASE("submit validation names the task and field") {
+  check_bad_field(submit_with_fourth(valid_spec().set("priority", 1ll << 31)), "tasks[3].priority");
+  check_bad_field(submit_with_fourth(valid_spec().set("priority", -(1ll << 31) - 1)),
+                  "tasks[3].priority");
+  CHECK(
+      std::get<submit>(decode_ok(submit_with_fourth(valid_spec().set("priority", INT32_MIN))).body)
+          .tasks[3]
+          .priority == INT32_MIN);
+  const rejection r = reject_request(submit_with_fourth(valid_spec().set("priority", 1ll << 31)));
+  CHECK(r.message == "tasks[3].priority: expected an integer in int32 range");
+
+  check_bad_field(submit_with_fourth(valid_spec().erase("project")), "tasks[3].project");
+  check_bad_field(submit_with_fourth(valid_spec().set("type", std::string(129, 't'))),
+                  "tasks[3].type");
+  check_bad_field(submit_with_fourth(valid_spec().set("max_attempts", 0)), "tasks[3].max_attempts");
+  check_bad_field(submit_with_fourth(valid_spec().set("max_attempts", 1001)),
+                  "tasks[3].max_attempts");
+  check_bad_field(submit_with_fourth(valid_spec().set("payload", true)), "tasks[3].payload");
+  check_bad_field(submit_with_fourth(valid_spec().set("tags", std::vector<std::string>(33, "t"))),
+                  "tasks[3].tags");
+  check_bad_field(submit_with_fourth(valid_spec().set("tags", std::vector<std::string>{"a", ""})),
+                  "tasks[3].tags[1]");
+
+  const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3}}}});
+  check_bad_field(raw_map(base).erase("tasks").bytes(), "tasks");
+  check_bad_field(raw_map(base).set("tasks", std::vector<int>{}).bytes(), "tasks");
+  check_bad_field(raw_map(base).set("tasks", std::vector<int>{1}).bytes(), "tasks[0]");
+
+  msgpack::zone z;
+  std::vector<msgpack::object> many(10001, valid_spec().object_in(z));
+  check_bad_field(raw_map(base).set("tasks", many).bytes(), "tasks");
+  many.pop_back();
+  CHECK(std::get<submit>(decode_ok(raw_map(base).set("tasks", many).bytes()).body).tasks.size() ==
+        10000);
+}
+
+TEST_CASE("producer and admin request validation") {
+  check_bad_field(raw_map(encoded(request{1, get_task{3}})).erase("task").bytes(), "task");
+  check_bad_field(raw_map(encoded(request{1, cancel{3}})).set("task", std::string("3")).bytes(),
+                  "task");
+  const std::string list = encoded(request{1, list_tasks{}});
+  check_bad_field(raw_map(list).set("limit", 0).bytes(), "limit");
+  check_bad_field(raw_map(list).set("limit", 10001).bytes(), "limit");
+  check_bad_field(raw_map(list).set("status", std::string("lost")).bytes(), "status");
+  check_bad_field(raw_map(list).set("project", std::string()).bytes(), "project");
+  check_bad_field(raw_map(encoded(request{1, pause_project{"p"}})).erase("project").bytes(),
+                  "project");
+  check_bad_field(raw_map(encoded(request{1, resume_project{"p"}}))
+                      .set("project", std::string(129, 'p'))
+                      .bytes(),
+                  "project");
+}
+
+TEST_CASE("a key given twice is rejected") {
+  check_bad_field(valid_register().add("capacity", 2).bytes(), "capacity");
+}
+
+TEST_CASE("envelope errors and request id echo") {
+  SECTION("wrong or missing version, id still echoed") {
+    for (const std::string& bytes :
+         {valid_register().set("v", 2).bytes(), valid_register().set("v", std::string("1")).bytes(),
+          valid_register().erase("v").bytes()}) {
+      const rejection r = reject_request(bytes);
+      CHECK(r.code == error_code::unsupported_version);
+      CHECK(r.request_id == 42);
+      CHECK(r.message.rfind("v: ", 0) == 0);
+    }
+  }
+  SECTION("bad field keeps the id") {
+    CHECK(reject_request(valid_register().set("capacity", 0).bytes()).request_id == 42);
+  }
+  SECTION("missing or invalid id is bad_field with id 0") {
+    for (const std::string& bytes :
+         {valid_register().erase("id").bytes(), valid_register().set("id", -1).bytes(),
+          valid_register().set("id", std::string("42")).bytes()}) {
+      const rejection r = reject_request(bytes);
+      CHECK(r.code == error_code::bad_field);
+      CHECK(r.request_id == 0);
+      CHECK(r.message.rfind("id: ", 0) == 0);
+    }
+  }
+  SECTION("unknown type names the type") {
+    const rejection r = reject_request(valid_register().set("type", std::string("launch")).bytes());
+    CHECK(r.code == error_code::unknown_type);
+    CHECK(r.request_id == 42);
+    CHECK(r.message.find("\"launch\"") != std::string::npos);
+    // A reply type is not a request type.
+    CHECK(reject_request(valid_register().set("type", std::string("jobs")).bytes()).code ==
+          error_code::unknown_type);
+  }
+  SECTION("unprintable type names are escaped and bounded") {
+    const rejection r = reject_request(
+        valid_register().set("type", std::string("\x01\n") + std::string(500, 'a')).bytes());
+    CHECK(r.code == error_code::unknown_type);
+    CHECK(r.message.find("\\x01\\x0a") != std::string::npos);
+    CHECK(r.message.size() < 200);
+  }
+  SECTION("missing or non-string type is bad_field") {
+    CHECK(reject_request(valid_register().erase("type").bytes()).code == error_code::bad_field);
+    CHECK(reject_request(valid_register().set("type", 3).bytes()).code == error_code::bad_field);
+  }
+}
+
+TEST_CASE("malformed frames are refused without throwing") {
+  const std::string good =
+      encoded(request{42, register_worker{"w1", {"t"}, {}, 1, worker_pool::active, {}}});
+  SECTION("empty") { CHECK(reject_request("").code == error_code::malformed); }
+  SECTION("every truncation") {
+    for (std::size_t n = 0; n < good.size(); ++n)
+      CHECK(reject_request(good.substr(0, n)).code == error_code::malformed);
+  }
+  SECTION("trailing garbage") {
+    const rejection r = reject_request(good + '\xc0');
+    CHECK(r.code == error_code::malformed);
+    CHECK(r.message.find("trailing") != std::string::npos);
+  }
+  SECTION("not a map") {
+    CHECK(reject_request("\x93\x01\x02\x03").code == error_code::malformed);
+    CHECK(reject_request("\x2a").code == error_code::malformed);
+    CHECK(reject_request(std::string("\xa3"
+                                     "abc"))
+              .code == error_code::malformed);
+  }
+  SECTION("reserved byte") { CHECK(reject_request("\xc1").code == error_code::malformed); }
+  SECTION("nesting bomb inside the map") {
+    std::string bomb = "\x81\xa1x";
+    bomb += std::string(100000, '\x91');
+    bomb += '\x00';
+    CHECK(reject_request(bomb).code == error_code::malformed);
+  }
+  SECTION("huge declared sizes in a tiny buffer") {
+    CHECK(reject_request(std::string("\xdd\xff\xff\xff\xff\x00", 6)).code == error_code::malformed);
+    CHECK(reject_request(std::string("\xdf\xff\xff\xff\xff\x00", 6)).code == error_code::malformed);
+    CHECK(reject_request(std::string("\xdb\xff\xff\xff\xff"
+                                     "abc",
+                                     8))
+              .code == error_code::malformed);
+    CHECK(reject_request(std::string("\xc6\xff\xff\xff\xff"
+                                     "abc",
+                                     8))
+              .code == error_code::malformed);
+    CHECK(reject_request(std::string("\x81\xa1x\xdd\x7f\xff\xff\xff", 8)).code ==
+          error_code::malformed);
+  }
+}
+
+TEST_CASE("reply decoding is strict and precise") {
+  const std::string jobs_reply = encoded(reply{9, jobs{{job{1, "p", "t", 0, "x", 1}}}});
+  SECTION("missing field in a nested record") {
+    msgpack::zone z;
+    raw_map j;
+    j.set("task", 1)
+        .set("project", std::string("p"))
+        .set("type", std::string("t"))
+        .set("priority", 0)
+        .set("payload", std::string("x"));
+    raw_map m(jobs_reply);
+    m.set("jobs", std::vector<msgpack::object>{j.object_in(z)});
+    const rejection r = reject_reply(m.bytes());
+    CHECK(r.code == error_code::bad_field);
+    CHECK(r.request_id == 9);
+    CHECK(r.message.rfind("jobs[0].attempt: ", 0) == 0);
+  }
+  SECTION("bad status inside a task") {
+    std::string stored;
+    encode_task(sample_task(1), stored);
+    raw_map t(stored);
+    t.set("status", std::string("zombie"));
+    raw_map m(encoded(reply{9, task_info{sample_task(1)}}));
+    m.set_map("task", t);
+    const rejection r = reject_reply(m.bytes());
+    CHECK(r.code == error_code::bad_field);
+    CHECK(r.message.rfind("task.status: ", 0) == 0);
+  }
+  SECTION("registered with zero heartbeat") {
+    raw_map m(encoded(reply{9, registered{}}));
+    m.set("heartbeat_ms", 0);
+    CHECK(reject_reply(m.bytes()).message.rfind("heartbeat_ms: ", 0) == 0);
+  }
+  SECTION("a request type is not a reply type") {
+    CHECK(reject_reply(encoded(request{1, heartbeat{}})).code == error_code::unknown_type);
+  }
+  SECTION("unknown error code from a newer peer becomes internal, name kept") {
+    raw_map m(encoded(reply{9, error{error_code::storage, "disk"}}));
+    m.set("code", std::string("rate_limited"));
+    reply out;
+    decode_failure why;
+    REQUIRE(decode(m.bytes(), out, why));
+    const auto e = std::get<error>(out.body);
+    CHECK(e.code == error_code::internal);
+    CHECK(e.message == "rate_limited: disk");
+  }
+  SECTION("status counts always carry all six statuses") {
+    reply out;
+    decode_failure why;
+    REQUIRE(decode(encoded(reply{1, stats{{{"pending", 4}}, {}, {}, 0, 0}}), out, why));
+    const auto s = std::get<stats>(out.body);
+    CHECK(s.tasks.size() == 6);
+    CHECK(s.tasks.at("pending") == 4);
+    CHECK(s.tasks.at("cancelled") == 0);
+  }
+  SECTION("malformed replies") {
+    CHECK(reject_reply("").code == error_code::malformed);
+    CHECK(reject_reply(jobs_reply.substr(0, jobs_reply.size() - 2)).code == error_code::malformed);
+    CHECK(reject_reply("\x90").code == error_code::malformed);
+  }
+}
+
+TEST_CASE("seeded random bytes never make a decoder throw") {
+  std::mt19937 rng(20240611);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_int_distribution<std::size_t> length(0, 48);
+  const std::vector<std::string> seeds = {
+      encoded(request{1, register_worker{"w", {"t"}, {"g"}, 2, worker_pool::reserve, {3}}}),
+      encoded(request{2, submit{{task_spec{"p", "t", 1, "xy", {"g"}, 2}}}}),
+      encoded(reply{3, task_info{sample_task(4)}}),
+      encoded(reply{4, stats{full_counts(1), {sample_worker()}, {sample_project()}, 1, 2}})};
+  const std::vector<error_code> request_codes = {error_code::malformed,
+                                                 error_code::unsupported_version,
+                                                 error_code::unknown_type, error_code::bad_field};
+  int accepted = 0;
+  int rejected = 0;
+  for (int i = 0; i < 4000; ++i) {
+    std::string input;
+    if (i % 2 == 0) {
+      input.resize(length(rng));
+      for (auto& c : input) c = static_cast<char>(byte(rng));
+    } else {
+      // Mutations of valid frames get past the top-level checks and exercise the field readers.
+      input = seeds[static_cast<std::size_t>(i / 2) % seeds.size()];
+      const int flips = 1 + byte(rng) % 4;
+      for (int f = 0; f < flips; ++f)
+        input[static_cast<std::size_t>(byte(rng)) % input.size()] = static_cast<char>(byte(rng));
+    }
+    request rq;
+    reply rp;
+    task t;
+    decode_failure why;
+    bool ok_request = false;
+    REQUIRE_NOTHROW(ok_request = decode(input, rq, why));
+    if (ok_request) {
+      ++accepted;
+    } else {
+      ++rejected;
+      REQUIRE(std::find(request_codes.begin(), request_codes.end(), why.code) !=
+              request_codes.end());
+      REQUIRE_FALSE(why.message.empty());
+    }
+    REQUIRE_NOTHROW(decode(input, rp, why));
+    REQUIRE_NOTHROW(decode_task(input, t));
+  }
+  CHECK(rejected > 0);
+  CHECK(accepted + rejected == 4000);
+}

@@ -1,0 +1,254 @@
+#include "dispatchctl/cli.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <limits>
+#include <memory>
+#include <sstream>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "protocol/duration.hpp"
+
+namespace dispatch::ctl {
+namespace {
+
+constexpr const char* footer_text = R"(Exit status: 0 success, 1 the dispatcher refused the request or did not answer,
+2 bad command line.
+
+Options before the command may also follow it: 'dispatchctl tasks --json' and
+'dispatchctl --json tasks' are the same.
+
+--json output (stable; scripts may rely on it):
+  task      {"id","project","type","priority","status","worker","attempts",
+             "max_attempts","tags","created_at","assigned_at","finished_at",
+             "error","payload","result"}
+            worker is null when no worker held the task; *_at are RFC 3339 UTC
+            with milliseconds ("2026-11-21T05:40:25.123Z") or null when unset.
+            payload and result are strings when their bytes are valid UTF-8;
+            otherwise they are null and payload_base64 / result_base64 hold
+            the bytes in base64.
+  submit    {"id": N}
+  tasks     array of task objects
+  workers   array of {"id","pool","state","capacity","running","completed",
+            "failed","types","tags"}
+  projects  array of {"name","paused","max_inflight","weight","pending",
+            "running","completed","failed","dead","cancelled"}
+  stats     {"tasks": {status: count}, "workers": [...], "projects": [...],
+             "reserve": {"engagements","releases"}}
+  pause, resume, cancel   {"ok": true})";
+
+constexpr const char* sub_footer_text =
+    "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
+    "the --json output shapes and exit codes.";
+
+// Decimal only: CLI11's own conversion goes through strtoull, which takes "0x10", "010" as
+// octal and wraps "-1" around for unsigned types; none of that belongs in an id or a count.
+template <class T>
+std::optional<T> parse_integer(std::string_view text) {
+  T value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || ec != std::errc{} || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+template <class T>
+CLI::Validator integer_in(T min, T max) {
+  return CLI::Validator(
+      [min, max](std::string& text) -> std::string {
+        const auto value = parse_integer<T>(text);
+        if (value && *value >= min && *value <= max) return {};
+        return "expected an integer in " + std::to_string(min) + ".." + std::to_string(max) +
+               ", got '" + text + "'";
+      },
+      "");
+}
+
+CLI::Validator task_id_check() {
+  return integer_in<task_id>(1, std::numeric_limits<task_id>::max());
+}
+
+CLI::Validator status_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (parse_task_status(text)) return {};
+        std::string names;
+        for (int i = 0; i < task_status_count; ++i)
+          names += std::string(i == 0 ? "" : ", ") +
+                   std::string(to_string(static_cast<task_status>(i)));
+        return "unknown status '" + text + "' (expected one of " + names + ")";
+      },
+      "");
+}
+
+CLI::Validator duration_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        // Zero would time out before the request is even sent.
+        const auto d = parse_duration(text);
+        if (d && d->count() > 0) return {};
+        return "bad duration '" + text + "' (expected e.g. 500ms, 3s, 1m; a bare number is ms)";
+      },
+      "");
+}
+
+// Option values as CLI11 stores them. Numbers stay text until parsing succeeded; by then the
+// validators above have vouched for them, so the conversion afterwards cannot fail.
+struct raw_args {
+  std::string timeout = "3s";
+  protocol::task_spec spec;
+  std::string priority = "0";
+  std::string max_attempts = "3";
+  std::string id;
+  std::string project_name;
+  std::optional<std::string> filter_project;
+  std::optional<std::string> filter_status;
+  std::string limit = "100";
+};
+
+std::string usage_failure(const CLI::Formatter& formatter, const CLI::App* app,
+                          const CLI::Error& e) {
+  // Point at the command the mistake was made in; its --help has the details. The full help
+  // is not repeated here: it would bury the one line that matters.
+  const CLI::App* where = app;
+  std::string path = "dispatchctl";
+  const auto selected = app->get_subcommands();
+  if (!selected.empty()) {
+    where = selected.front();
+    path += " " + where->get_name();
+  }
+  std::string what = e.what();
+  // CLI11 reports "A subcommand is required" both for a missing and a misspelt command.
+  if (selected.empty() && dynamic_cast<const CLI::RequiredError*>(&e) != nullptr)
+    what = app->remaining().empty() ? "missing command"
+                                    : "unknown command '" + app->remaining().front() + "'";
+  return "dispatchctl: " + what + "\n" + formatter.make_usage(where, path) + "Run '" +
+         path + " --help' for more information.\n";
+}
+
+}  // namespace
+
+parse_result parse_args(int argc, const char* const* argv) {
+  invocation inv;
+  raw_args raw;
+
+  CLI::App app{"Inspect and steer a dispatch dispatcher through its admin endpoint.",
+               "dispatchctl"};
+  // Shared with every subcommand (they copy the pointer when added) and with the failure
+  // message, which needs the concrete Formatter for its usage line.
+  auto formatter = std::make_shared<CLI::Formatter>();
+  formatter->label("SUBCOMMAND", "COMMAND");
+  app.formatter(formatter);
+  // Subcommands inherit the root's group, which titles their section of the help.
+  app.group("Commands");
+  app.failure_message([formatter](const CLI::App* where, const CLI::Error& e) {
+    return usage_failure(*formatter, where, e);
+  });
+  // Subcommands copy the footer current when they are added: they get this short one, the
+  // root gets the full reference once they exist.
+  app.footer(sub_footer_text);
+  // Set before adding subcommands, which copy it: lets global options follow the command.
+  app.fallthrough();
+  app.require_subcommand(1);
+  app.add_option("--endpoint", inv.endpoint, "Admin endpoint of the dispatcher")
+      ->capture_default_str();
+  app.add_option("--timeout", raw.timeout, "Give up after this long (e.g. 500ms, 3s, 1m)")
+      ->check(duration_check())
+      ->capture_default_str()
+      ->type_name("DURATION");
+  app.add_flag("--json", inv.json, "Print JSON instead of tables (shapes below)");
+
+  auto* submit = app.add_subcommand("submit", "Submit one task and print its id");
+  submit->add_option("--project", raw.spec.project, "Project name")->required();
+  submit->add_option("--type", raw.spec.type, "Task type")->required();
+  submit->add_option("--priority", raw.priority, "Higher runs first (default 0)")
+      ->check(integer_in<std::int32_t>(std::numeric_limits<std::int32_t>::min(),
+                                       std::numeric_limits<std::int32_t>::max()))
+      ->type_name("INT");
+  submit->add_option("--payload", raw.spec.payload, "Payload text (default empty)");
+  submit->add_option("--tags", raw.spec.tags, "Tags a worker must carry, comma-separated")
+      ->delimiter(',')
+      ->type_name("TAG,...");
+  submit->add_option("--max-attempts", raw.max_attempts, "Attempts before the task is dead")
+      ->check(integer_in<std::uint32_t>(1, std::numeric_limits<std::uint32_t>::max()))
+      ->type_name("N")
+      ->capture_default_str();
+
+  auto* task_cmd = app.add_subcommand("task", "Show one task");
+  task_cmd->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
+
+  auto* tasks = app.add_subcommand("tasks", "List tasks, newest first");
+  tasks->add_option("--project", raw.filter_project, "Only this project");
+  tasks->add_option("--status", raw.filter_status,
+                    "Only this status: pending, running, completed, failed, dead, cancelled")
+      ->check(status_check())
+      ->type_name("STATUS");
+  tasks->add_option("--limit", raw.limit, "At most this many (1..10000)")
+      ->check(integer_in<std::uint32_t>(1, 10000))
+      ->type_name("N")
+      ->capture_default_str();
+
+  auto* workers = app.add_subcommand("workers", "List connected workers");
+  auto* projects = app.add_subcommand("projects", "List projects and their task counts");
+  auto* stats = app.add_subcommand("stats", "Task counts, workers, projects and reserve pool");
+  auto* pause = app.add_subcommand("pause", "Stop assigning a project's tasks");
+  pause->add_option("PROJECT", raw.project_name, "Project name")->required();
+  auto* resume = app.add_subcommand("resume", "Assign a paused project's tasks again");
+  resume->add_option("PROJECT", raw.project_name, "Project name")->required();
+  auto* cancel = app.add_subcommand("cancel", "Cancel a task that has not finished");
+  cancel->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
+
+  app.footer(footer_text);
+
+  parse_result result;
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out;
+    std::ostringstream err;
+    // CLI11 has its own exit codes per error; ours are 0 for help and 2 for any usage error.
+    result.exit_code = app.exit(e, out, err) == 0 ? exit_ok : exit_usage;
+    result.out = out.str();
+    // CLI11 ends the help with the footer but no newline; the shell prompt would follow it.
+    if (!result.out.empty() && result.out.back() != '\n') result.out += '\n';
+    result.err = err.str();
+    return result;
+  }
+
+  inv.timeout = *parse_duration(raw.timeout);
+  if (app.got_subcommand(submit)) {
+    raw.spec.priority = *parse_integer<std::int32_t>(raw.priority);
+    raw.spec.max_attempts = *parse_integer<std::uint32_t>(raw.max_attempts);
+    // "--tags a,,b" or a trailing comma should not create empty tags.
+    auto& tags = raw.spec.tags;
+    tags.erase(std::remove(tags.begin(), tags.end(), std::string()), tags.end());
+    inv.request = protocol::submit{{std::move(raw.spec)}};
+  } else if (app.got_subcommand(task_cmd)) {
+    inv.request = protocol::get_task{*parse_integer<task_id>(raw.id)};
+  } else if (app.got_subcommand(tasks)) {
+    protocol::list_tasks list;
+    list.project = raw.filter_project;
+    if (raw.filter_status) list.status = parse_task_status(*raw.filter_status);
+    list.limit = *parse_integer<std::uint32_t>(raw.limit);
+    inv.request = list;
+  } else if (app.got_subcommand(workers)) {
+    inv.request = protocol::list_workers{};
+  } else if (app.got_subcommand(projects)) {
+    inv.request = protocol::list_projects{};
+  } else if (app.got_subcommand(stats)) {
+    inv.request = protocol::get_stats{};
+  } else if (app.got_subcommand(pause)) {
+    inv.request = protocol::pause_project{raw.project_name};
+  } else if (app.got_subcommand(resume)) {
+    inv.request = protocol::resume_project{raw.project_name};
+  } else if (app.got_subcommand(cancel)) {
+    inv.request = protocol::cancel{*parse_integer<task_id>(raw.id)};
+  }
+  result.run = std::move(inv);
+  return result;
+}
+
+}  // namespace dispatch::ctl

@@ -1,0 +1,40 @@
+// The command line of dispatchctl, parsed into the request to send and how to show the reply.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "protocol/messages.hpp"
+
+namespace dispatch::ctl {
+
+// Exit codes are part of the interface: scripts tell a typo (2) from a failed request (1).
+constexpr int exit_ok = 0;
+constexpr int exit_failure = 1;  // the dispatcher refused, or could not be reached
+constexpr int exit_usage = 2;    // the command line was wrong
+
+constexpr const char* default_endpoint = "tcp://127.0.0.1:5556";
+
+// Everything a run needs. The request variant alternative names the command, so there is
+// no separate command enum to keep in sync with it.
+struct invocation {
+  std::string endpoint = default_endpoint;
+  std::chrono::milliseconds timeout{3000};
+  bool json = false;
+  protocol::request_body request;
+};
+
+// Either something to run, or an exit code with the text the parser produced (help on
+// stdout, a usage error on stderr). Nothing is printed by parse_args itself, so tests and
+// main() decide where the text goes.
+struct parse_result {
+  std::optional<invocation> run;
+  int exit_code = exit_ok;  // meaningful only when `run` is empty
+  std::string out;
+  std::string err;
+};
+
+parse_result parse_args(int argc, const char* const* argv);
+
+}  // namespace dispatch::ctl

@@ -1,0 +1,120 @@
+#include "dispatchctl/table_render.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "dispatchctl/text_encoding.hpp"
+#include "dispatchctl/text_table.hpp"
+#include "dispatchctl/time_format.hpp"
+
+namespace dispatch::ctl {
+namespace {
+
+std::string time_cell(millis t) { return format_rfc3339(t).value_or("-"); }
+
+std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+std::string joined(const std::vector<std::string>& items) {
+  std::string out;
+  for (const auto& item : items) {
+    if (!out.empty()) out += ',';
+    out += item;
+  }
+  return out;
+}
+
+std::string bytes_cell(const std::string& bytes) {
+  if (is_valid_utf8(bytes)) return bytes;
+  return "<" + std::to_string(bytes.size()) + " bytes, base64> " + base64_encode(bytes);
+}
+
+std::uint64_t count_of(const std::map<std::string, std::uint64_t>& counts, task_status s) {
+  const auto it = counts.find(std::string(to_string(s)));
+  return it == counts.end() ? 0 : it->second;
+}
+
+}  // namespace
+
+std::string render_tasks(const std::vector<task>& tasks) {
+  text_table table({"ID", "PROJECT", "TYPE", "PRIO", "STATUS", "WORKER", "ATTEMPTS", "CREATED"});
+  for (const auto& t : tasks)
+    table.add_row({std::to_string(t.id), t.project, t.type, std::to_string(t.priority),
+                   std::string(to_string(t.status)), or_dash(t.worker),
+                   std::to_string(t.attempts) + "/" + std::to_string(t.max_attempts),
+                   time_cell(t.created_at)});
+  return table.render();
+}
+
+std::string render_task(const task& t) {
+  const std::vector<std::pair<std::string, std::string>> fields = {
+      {"id", std::to_string(t.id)},
+      {"project", t.project},
+      {"type", t.type},
+      {"priority", std::to_string(t.priority)},
+      {"status", std::string(to_string(t.status))},
+      {"worker", or_dash(t.worker)},
+      {"attempts", std::to_string(t.attempts) + "/" + std::to_string(t.max_attempts)},
+      {"tags", or_dash(joined(t.tags))},
+      {"created_at", time_cell(t.created_at)},
+      {"assigned_at", time_cell(t.assigned_at)},
+      {"finished_at", time_cell(t.finished_at)},
+      {"error", or_dash(t.error)},
+      {"payload", bytes_cell(t.payload)},
+      {"result", bytes_cell(t.result)},
+  };
+  std::size_t width = 0;
+  for (const auto& [name, value] : fields) width = std::max(width, name.size());
+  std::string out;
+  for (const auto& [name, value] : fields) {
+    std::string line = name + ":" + std::string(width - name.size() + 1, ' ') + value;
+    // Payloads are free text and may span lines; they are printed as they are.
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  }
+  return out;
+}
+
+std::string render_workers(const std::vector<protocol::worker_info>& workers) {
+  text_table table({"ID", "POOL", "STATE", "CAP", "RUNNING", "COMPLETED", "FAILED"});
+  for (const auto& w : workers)
+    table.add_row({w.id, std::string(to_string(w.pool)), w.state, std::to_string(w.capacity),
+                   std::to_string(w.running), std::to_string(w.completed),
+                   std::to_string(w.failed)});
+  return table.render();
+}
+
+std::string render_projects(const std::vector<protocol::project_info>& projects) {
+  std::vector<std::string> header = {"NAME", "PAUSED", "MAX_INFLIGHT", "WEIGHT"};
+  for (int i = 0; i < task_status_count; ++i) {
+    std::string name(to_string(static_cast<task_status>(i)));
+    std::transform(name.begin(), name.end(), name.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+    header.push_back(std::move(name));
+  }
+  text_table table(std::move(header));
+  for (const auto& p : projects) {
+    std::vector<std::string> row = {p.name, p.paused ? "yes" : "no",
+                                    p.max_inflight == 0 ? "-" : std::to_string(p.max_inflight),
+                                    std::to_string(p.weight)};
+    for (int i = 0; i < task_status_count; ++i)
+      row.push_back(std::to_string(count_of(p.counts, static_cast<task_status>(i))));
+    table.add_row(std::move(row));
+  }
+  return table.render();
+}
+
+std::string render_stats(const protocol::stats& s) {
+  std::string out = "tasks:";
+  for (int i = 0; i < task_status_count; ++i) {
+    const auto status = static_cast<task_status>(i);
+    out += (i == 0 ? " " : ", ") + std::string(to_string(status)) + " " +
+           std::to_string(count_of(s.tasks, status));
+  }
+  out += "\n\nworkers:\n" + render_workers(s.workers);
+  out += "\nprojects:\n" + render_projects(s.projects);
+  out += "\nreserve: engagements " + std::to_string(s.reserve_engagements) + ", releases " +
+         std::to_string(s.reserve_releases) + "\n";
+  return out;
+}
+
+}  // namespace dispatch::ctl

@@ -1,0 +1,447 @@
+#include "worker-agent/agent_loop.hpp"
+
+#include <algorithm>
+#include <array>
+#include <stdexcept>
+
+#include <spdlog/spdlog.h>
+#include <zmq_addon.hpp>
+
+#include "protocol/codec.hpp"
+#include "worker-agent/duration.hpp"
+
+namespace dispatch::worker {
+namespace {
+
+// The address of the job threads' reports; one context per agent, so the name needs no suffix.
+constexpr const char* results_endpoint = "inproc://job-results";
+// How long stop() waits for the answer to goodbye.
+constexpr std::chrono::milliseconds goodbye_wait{1000};
+// The shortest wait for results to be reported once stopping with nothing left running.
+constexpr std::chrono::milliseconds min_drain_wait{1000};
+
+const protocol::error* as_error(const protocol::reply_body& body) {
+  return std::get_if<protocol::error>(&body);
+}
+
+std::string describe(const protocol::error& e) {
+  return std::string(protocol::to_string(e.code)) + ": " + e.message;
+}
+
+// The PULL end is bound before the job threads start, so it exists when they connect.
+zmq::socket_t bound_pull(zmq::context_t& ctx) {
+  zmq::socket_t pull(ctx, zmq::socket_type::pull);
+  pull.bind(results_endpoint);
+  return pull;
+}
+
+std::chrono::milliseconds millis_of(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(d);
+}
+
+}  // namespace
+
+agent_loop::agent_loop(const agent_options& options, std::string worker_id,
+                       std::map<std::string, handler> handlers, stop_signal& stop)
+    : options_(options),
+      worker_id_(std::move(worker_id)),
+      handlers_(std::move(handlers)),
+      stop_(stop),
+      results_(bound_pull(ctx_)),
+      pool_(ctx_, results_endpoint, options.capacity),
+      backoff_(options.reconnect_min) {
+  for (const auto& [type, h] : handlers_) types_.push_back(type);
+}
+
+int agent_loop::run() {
+  on_stop_signal();  // stop() may have been called before run()
+  try {
+    connect();
+  } catch (const zmq::error_t& e) {
+    throw std::invalid_argument("cannot connect to endpoint '" + options_.endpoint +
+                                "': " + e.what());
+  }
+
+  while (!done_) {
+    tick();
+    if (done_) break;
+
+    std::array<zmq::pollitem_t, 3> items{};
+    items[0] = {nullptr, stop_.fd(), ZMQ_POLLIN, 0};
+    items[1] = {results_.handle(), 0, ZMQ_POLLIN, 0};
+    std::size_t count = 2;
+    if (link_ != link::disconnected) items[count++] = {dealer_.handle(), 0, ZMQ_POLLIN, 0};
+
+    zmq::poll(items.data(), count, poll_timeout());
+
+    if (items[0].revents & ZMQ_POLLIN) on_stop_signal();
+    if (items[1].revents & ZMQ_POLLIN) on_results_readable();
+    if (count == 3 && (items[2].revents & ZMQ_POLLIN)) on_dealer_readable();
+  }
+  spdlog::info("worker {} stopped", worker_id_);
+  return 0;
+}
+
+// ---- connection ----
+
+void agent_loop::connect() {
+  dealer_ = zmq::socket_t(ctx_, zmq::socket_type::dealer);
+  // Whatever is still queued when we give up on a connection is stale: never block on it.
+  dealer_.set(zmq::sockopt::linger, 0);
+  dealer_.connect(options_.endpoint);
+  link_ = link::registering;
+  // The liveness window covers the wait for "registered" too.
+  last_heard_ = clock::now();
+  send_register();
+}
+
+void agent_loop::lose_connection(const std::string& reason) {
+  spdlog::warn("lost the dispatcher at {} ({}); reconnecting in {}", options_.endpoint, reason,
+               format_duration(backoff_));
+  dealer_.close();
+  link_ = link::disconnected;
+  in_flight_.clear();
+  fetch_outstanding_ = false;
+  // A result whose answer was lost may or may not have arrived: send it again after
+  // re-registering; a duplicate is refused as stale and dropped.
+  requeue_unacked();
+  reconnect_at_ = clock::now() + backoff_;
+  backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
+}
+
+void agent_loop::send_register() {
+  protocol::register_worker r;
+  r.worker = worker_id_;
+  r.types = types_;
+  r.tags = options_.tags;
+  r.capacity = options_.capacity;
+  r.pool = options_.pool;
+  r.running = held_tasks();
+  if (auto id = send(std::move(r))) in_flight_.emplace(*id, request_kind::register_worker);
+}
+
+std::optional<std::uint64_t> agent_loop::send(protocol::request_body body) {
+  if (link_ == link::disconnected) return std::nullopt;
+  const protocol::request r{next_request_id_++, std::move(body)};
+  protocol::encode(r, encode_buffer_);
+  // Without ZMQ_IMMEDIATE a connecting DEALER queues up to its high-water mark, so a refused
+  // send means the dispatcher has not been reading for a long time.
+  if (!dealer_.send(zmq::buffer(encode_buffer_), zmq::send_flags::dontwait)) {
+    lose_connection("send queue full");
+    return std::nullopt;
+  }
+  return r.id;
+}
+
+// ---- incoming ----
+
+void agent_loop::on_stop_signal() {
+  stop_.drain();
+  const int requests = stop_.requests();
+  if (requests >= 1 && !stopping_) {
+    stopping_ = true;
+    spdlog::info("stopping: waiting for {} running job(s)", running_.size());
+  }
+  if (requests >= 2 && !interrupting_) {
+    interrupting_ = true;
+    spdlog::info("stop requested again: interrupting {} running job(s)", running_.size());
+    pool_.request_stop_all();
+  }
+}
+
+void agent_loop::on_results_readable() {
+  finished_job r;
+  while (receive_result(results_, r)) {
+    running_.erase({r.task, r.attempt});
+    spdlog::debug("task {} attempt {} {}", r.task, r.attempt,
+                  r.outcome.ok ? "succeeded" : "failed: " + r.outcome.data);
+    report(r);
+  }
+}
+
+void agent_loop::on_dealer_readable() {
+  std::vector<zmq::message_t> frames;
+  // on_reply may drop the connection, which closes the socket: check before every read.
+  while (link_ != link::disconnected) {
+    frames.clear();
+    if (!zmq::recv_multipart(dealer_, std::back_inserter(frames), zmq::recv_flags::dontwait))
+      break;
+    // Anything at all proves the dispatcher is alive, even a message we cannot decode.
+    last_heard_ = clock::now();
+    if (frames.empty()) continue;
+    // The body is the last frame, whether or not the dispatcher adds an empty delimiter.
+    const auto& body = frames.back();
+    protocol::reply reply;
+    protocol::decode_failure why;
+    if (!protocol::decode(std::string_view(body.data<char>(), body.size()), reply, why)) {
+      spdlog::warn("undecodable message from the dispatcher: {}", why.message);
+      continue;
+    }
+    on_reply(reply);
+  }
+}
+
+void agent_loop::on_reply(const protocol::reply& r) {
+  const auto* err = as_error(r.body);
+
+  if (auto it = unacked_.find(r.id); it != unacked_.end()) {
+    const finished_job job = it->second;
+    unacked_.erase(it);
+    if (!err) {
+      spdlog::debug("task {} attempt {} reported", job.task, job.attempt);
+    } else if (err->code == protocol::error_code::not_registered) {
+      outbox_.push_front(job);
+      on_not_registered();
+    } else {
+      // stale_lease, invalid_state...: the dispatcher moved on (cancel, lease expired, duplicate
+      // after a reconnect); there is nothing better to do with the result.
+      spdlog::warn("dispatcher refused the result of task {} attempt {}: {}", job.task,
+                   job.attempt, describe(*err));
+    }
+    return;
+  }
+
+  const auto it = in_flight_.find(r.id);
+  if (it == in_flight_.end()) {
+    // An answer to a request of an earlier registration, or to an unreadable request (id 0).
+    if (err) spdlog::warn("dispatcher error for request {}: {}", r.id, describe(*err));
+    return;
+  }
+  const request_kind kind = it->second;
+  in_flight_.erase(it);
+
+  switch (kind) {
+    case request_kind::register_worker:
+      if (const auto* reg = std::get_if<protocol::registered>(&r.body)) {
+        on_registered(*reg);
+      } else {
+        // Retrying at once would be refused the same way; back off like after a lost link.
+        spdlog::error("registration refused: {}",
+                      err ? describe(*err) : std::string(protocol::type_name(r.body)));
+        lose_connection("registration refused");
+      }
+      break;
+    case request_kind::fetch:
+      fetch_outstanding_ = false;
+      if (const auto* jobs = std::get_if<protocol::jobs>(&r.body)) {
+        accept_jobs(jobs->jobs);
+      } else if (err && err->code == protocol::error_code::not_registered) {
+        on_not_registered();
+      } else {
+        spdlog::warn("fetch refused: {}",
+                     err ? describe(*err) : std::string(protocol::type_name(r.body)));
+        // Do not hammer a dispatcher that refuses: wait one fetch period.
+        fetch_not_before_ = clock::now() + std::max(options_.fetch_wait, min_drain_wait);
+      }
+      break;
+    case request_kind::heartbeat:
+      if (err && err->code == protocol::error_code::not_registered)
+        on_not_registered();
+      else if (err)
+        spdlog::warn("heartbeat refused: {}", describe(*err));
+      break;
+    case request_kind::goodbye:
+      if (err) spdlog::warn("goodbye refused: {}", describe(*err));
+      done_ = true;
+      break;
+  }
+}
+
+void agent_loop::on_registered(const protocol::registered& r) {
+  link_ = link::registered;
+  backoff_ = options_.reconnect_min;
+  heartbeat_ = std::chrono::milliseconds(std::max<std::uint32_t>(r.heartbeat_ms, 1));
+  liveness_ = std::max<std::uint32_t>(r.liveness, 1);
+  next_heartbeat_ = clock::now() + heartbeat_;
+  spdlog::info("registered with {} as {} (capacity {}, pool {}, heartbeat {}, {} task(s) held)",
+               options_.endpoint, worker_id_, options_.capacity, to_string(options_.pool),
+               format_duration(heartbeat_), held_tasks().size());
+  flush_outbox();
+}
+
+void agent_loop::on_not_registered() {
+  // Several requests in flight are refused together; one new register is enough.
+  if (link_ != link::registered) return;
+  spdlog::warn("dispatcher at {} does not know worker {} (restarted?); registering again",
+               options_.endpoint, worker_id_);
+  link_ = link::registering;
+  in_flight_.clear();
+  fetch_outstanding_ = false;
+  requeue_unacked();
+  send_register();
+}
+
+void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
+  for (const auto& pj : jobs) {
+    if (goodbye_deadline_) {
+      // Goodbye hands every task we hold back to the queue, this one included.
+      spdlog::debug("ignoring task {} received after goodbye", pj.task);
+      continue;
+    }
+    if (stopping_) {
+      report({pj.task, pj.attempt, {false, "agent stopping", true}});
+      continue;
+    }
+    if (running_.size() >= options_.capacity) {
+      // Cannot happen with a correct dispatcher: fetch never asks for more than the free slots.
+      spdlog::warn("dispatcher sent task {} beyond capacity {}", pj.task, options_.capacity);
+      report({pj.task, pj.attempt, {false, "agent at capacity", true}});
+      continue;
+    }
+    const auto h = handlers_.find(pj.type);
+    if (h == handlers_.end()) {
+      report({pj.task, pj.attempt,
+              {false, "worker " + worker_id_ + " has no handler for type '" + pj.type + "'",
+               false}});
+      continue;
+    }
+    spdlog::debug("starting task {} attempt {} ({}/{})", pj.task, pj.attempt, pj.project,
+                  pj.type);
+    running_.insert({pj.task, pj.attempt});
+    pool_.submit(job{pj.task, pj.project, pj.type, pj.priority, pj.payload, pj.attempt},
+                 h->second);
+  }
+}
+
+// ---- results ----
+
+void agent_loop::report(const finished_job& r) {
+  if (link_ == link::registered && send_result(r)) return;
+  outbox_.push_back(r);  // sent after the next successful register
+}
+
+bool agent_loop::send_result(const finished_job& r) {
+  std::optional<std::uint64_t> id;
+  if (r.outcome.ok)
+    id = send(protocol::complete{r.task, r.attempt, r.outcome.data});
+  else
+    id = send(protocol::fail{r.task, r.attempt, r.outcome.data, r.outcome.retryable});
+  if (!id) return false;
+  unacked_.emplace(*id, r);
+  return true;
+}
+
+void agent_loop::flush_outbox() {
+  while (link_ == link::registered && !outbox_.empty()) {
+    if (!send_result(outbox_.front())) break;
+    outbox_.pop_front();
+  }
+}
+
+void agent_loop::requeue_unacked() {
+  // Request ids grow with time, so walking backwards keeps the original order at the front.
+  for (auto it = unacked_.rbegin(); it != unacked_.rend(); ++it) outbox_.push_front(it->second);
+  unacked_.clear();
+}
+
+std::vector<task_id> agent_loop::held_tasks() const {
+  // Until its result is acknowledged, a task still belongs to this worker.
+  std::set<task_id> held;
+  for (const auto& [task, attempt] : running_) held.insert(task);
+  for (const auto& r : outbox_) held.insert(r.task);
+  for (const auto& [id, r] : unacked_) held.insert(r.task);
+  return {held.begin(), held.end()};
+}
+
+// ---- timers ----
+
+void agent_loop::tick() {
+  const auto now = clock::now();
+  if (link_ == link::disconnected) {
+    const bool nothing_to_do = stopping_ && running_.empty() && outbox_.empty();
+    if (now >= reconnect_at_ && !goodbye_deadline_ && !nothing_to_do) connect();
+  } else if (now - last_heard_ >= liveness_window()) {
+    lose_connection("silent for " + format_duration(millis_of(now - last_heard_)));
+  }
+
+  if (link_ == link::registered) {
+    // Heartbeats go out even while a fetch is parked at the dispatcher.
+    if (now >= next_heartbeat_) {
+      if (auto id = send(protocol::heartbeat{})) in_flight_.emplace(*id, request_kind::heartbeat);
+      next_heartbeat_ = now + heartbeat_;
+    }
+    maybe_fetch(now);
+  }
+
+  if (stopping_) progress_stop(now);
+}
+
+void agent_loop::maybe_fetch(clock::time_point now) {
+  if (stopping_ || fetch_outstanding_ || now < fetch_not_before_ || link_ != link::registered)
+    return;
+  if (running_.size() >= options_.capacity) return;
+  protocol::fetch f;
+  f.max = options_.capacity - static_cast<std::uint32_t>(running_.size());
+  f.wait_ms = static_cast<std::uint32_t>(options_.fetch_wait.count());
+  if (auto id = send(f)) {
+    in_flight_.emplace(*id, request_kind::fetch);
+    fetch_outstanding_ = true;
+  }
+}
+
+void agent_loop::progress_stop(clock::time_point now) {
+  if (!running_.empty()) return;  // their results are reported as they come in
+  if (goodbye_deadline_) {
+    if (now >= *goodbye_deadline_) {
+      spdlog::warn("no answer to goodbye within {}", format_duration(goodbye_wait));
+      done_ = true;
+    }
+    return;
+  }
+  if (link_ == link::registered) {
+    // A parked fetch may still hand us jobs: wait for its answer (it is due within fetch_wait)
+    // so that they are failed back at once instead of waiting for a lease to expire.
+    if (fetch_outstanding_) {
+      if (!fetch_deadline_) fetch_deadline_ = now + options_.fetch_wait + goodbye_wait;
+      if (now < *fetch_deadline_) return;
+    }
+    // Results were sent before (flush on register, report on arrival); the dispatcher handles
+    // requests of one connection in order, so goodbye comes after them without waiting.
+    if (auto id = send(protocol::goodbye{})) {
+      in_flight_.emplace(*id, request_kind::goodbye);
+      goodbye_deadline_ = now + goodbye_wait;
+    }
+    return;
+  }
+  if (outbox_.empty()) {
+    // Not registered and nothing to report: a goodbye would only speed up what the
+    // dispatcher's liveness check does anyway, not worth delaying the stop for.
+    done_ = true;
+    return;
+  }
+  // Results still to report: give the connection a bounded chance to come back.
+  if (!drain_deadline_)
+    drain_deadline_ = now + std::max<clock::duration>(liveness_window(), min_drain_wait);
+  if (now >= *drain_deadline_) {
+    spdlog::warn("giving up: {} result(s) not reported; the dispatcher will requeue them",
+                 outbox_.size());
+    done_ = true;
+  }
+}
+
+std::chrono::milliseconds agent_loop::poll_timeout() const {
+  const auto now = clock::now();
+  auto wake = now + std::chrono::hours(1);
+  const auto consider = [&wake](clock::time_point t) { wake = std::min(wake, t); };
+
+  if (link_ == link::disconnected) {
+    consider(reconnect_at_);
+  } else {
+    consider(last_heard_ + liveness_window());
+  }
+  if (link_ == link::registered) {
+    consider(next_heartbeat_);
+    const bool wants_fetch =
+        !stopping_ && !fetch_outstanding_ && running_.size() < options_.capacity;
+    if (wants_fetch) consider(fetch_not_before_);
+  }
+  if (fetch_deadline_) consider(*fetch_deadline_);
+  if (goodbye_deadline_) consider(*goodbye_deadline_);
+  if (drain_deadline_) consider(*drain_deadline_);
+
+  if (wake <= now) return std::chrono::milliseconds(0);
+  // Round up: waking a fraction of a millisecond early would spin through a zero timeout.
+  return std::chrono::ceil<std::chrono::milliseconds>(wake - now);
+}
+
+}  // namespace dispatch::worker

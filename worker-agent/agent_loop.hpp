@@ -1,0 +1,111 @@
+// The state machine behind agent::run(). It runs on the caller's thread and owns the DEALER socket
+// to the dispatcher, the PULL socket job threads report to, and the job pool.
+//
+// One poll waits on three things at once: the stop pipe, the PULL socket and the DEALER socket;
+// its timeout is the nearest timer (heartbeat, liveness, reconnect, shutdown deadlines), so the
+// loop never spins.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "protocol/messages.hpp"
+#include "worker-agent/agent.hpp"
+#include "worker-agent/job_pool.hpp"
+#include "worker-agent/result_channel.hpp"
+#include "worker-agent/stop_signal.hpp"
+
+namespace dispatch::worker {
+
+class agent_loop {
+ public:
+  // `handlers` maps every served type to its handler. All references must outlive the loop.
+  agent_loop(const agent_options& options, std::string worker_id,
+             std::map<std::string, handler> handlers, stop_signal& stop);
+
+  // Throws std::invalid_argument when the endpoint cannot be connected to at all.
+  int run();
+
+ private:
+  using clock = std::chrono::steady_clock;
+  enum class link { disconnected, registering, registered };
+  enum class request_kind { register_worker, fetch, heartbeat, goodbye };
+
+  // Connection
+  void connect();
+  void lose_connection(const std::string& reason);
+  void send_register();
+  std::optional<std::uint64_t> send(protocol::request_body body);
+
+  // Incoming
+  void on_stop_signal();
+  void on_results_readable();
+  void on_dealer_readable();
+  void on_reply(const protocol::reply& r);
+  void on_registered(const protocol::registered& r);
+  void on_not_registered();
+  void accept_jobs(const std::vector<protocol::job>& jobs);
+
+  // Results
+  void report(const finished_job& r);
+  bool send_result(const finished_job& r);
+  void flush_outbox();
+  void requeue_unacked();
+  std::vector<task_id> held_tasks() const;
+
+  // Timers
+  void tick();
+  void maybe_fetch(clock::time_point now);
+  void progress_stop(clock::time_point now);
+  std::chrono::milliseconds poll_timeout() const;
+  clock::duration liveness_window() const { return heartbeat_ * liveness_; }
+
+  const agent_options& options_;
+  const std::string worker_id_;
+  const std::map<std::string, handler> handlers_;
+  std::vector<std::string> types_;
+  stop_signal& stop_;
+
+  // Declaration order is destruction order reversed: the pool's threads (and their PUSH
+  // sockets) go before the PULL socket, and every socket before the context.
+  zmq::context_t ctx_;
+  zmq::socket_t results_;
+  job_pool pool_;
+  zmq::socket_t dealer_;  // closed while disconnected; a fresh socket per connection
+  std::string encode_buffer_;
+
+  link link_ = link::disconnected;
+  std::uint64_t next_request_id_ = 1;
+  std::map<std::uint64_t, request_kind> in_flight_;  // requests awaiting a reply
+  bool fetch_outstanding_ = false;
+
+  std::set<std::pair<task_id, std::uint32_t>> running_;  // jobs handed to the pool
+  std::deque<finished_job> outbox_;                 // results not sent yet
+  std::map<std::uint64_t, finished_job> unacked_;   // results sent, by request id
+
+  std::chrono::milliseconds heartbeat_{1000};  // replaced by the dispatcher's "registered"
+  std::uint32_t liveness_ = 3;
+  std::chrono::milliseconds backoff_;
+  clock::time_point last_heard_{};
+  clock::time_point next_heartbeat_{};
+  clock::time_point reconnect_at_{};
+  clock::time_point fetch_not_before_{};
+
+  bool stopping_ = false;
+  bool interrupting_ = false;
+  std::optional<clock::time_point> fetch_deadline_;    // stopping, waiting for a parked fetch
+  std::optional<clock::time_point> drain_deadline_;    // stopping, waiting to report results
+  std::optional<clock::time_point> goodbye_deadline_;  // goodbye sent, waiting for its answer
+  bool done_ = false;
+};
+
+}  // namespace dispatch::worker
