@@ -561,18 +561,22 @@ struct dispatcher_state {
     });
   }
 
-  void set_paused(const peer_address& from, std::uint64_t id, const std::string& name,
-                  bool paused) {
-    auto wanted = policy->settings(name);
-    wanted.paused = paused;
+  // The project actor stores new settings first; the policy applies them once they are durable.
+  void change_settings(const peer_address& from, std::uint64_t id, const std::string& name,
+                       project_settings wanted) {
+    const auto before = policy->settings(name);
     self->request(project(name), caf::infinite, settings_atom::value, wanted)
         .then(
             [=](project_settings stored) {
               policy->configure_project(name, stored);
-              spdlog::info("project {} {}", name, paused ? "paused" : "resumed");
-              events.push_back({paused ? event_kind::project_paused : event_kind::project_resumed,
-                                wall_now(), 0, name, {}, {}});
-              flush();
+              spdlog::info("project {}: paused={} max_inflight={} weight={}", name, stored.paused,
+                           stored.max_inflight, stored.weight);
+              if (stored.paused != before.paused) {
+                events.push_back({stored.paused ? event_kind::project_paused
+                                                : event_kind::project_resumed,
+                                  wall_now(), 0, name, {}, {}});
+                flush();
+              }
               reply(from, id, protocol::ok{});
               schedule_dispatch();
             },
@@ -582,11 +586,22 @@ struct dispatcher_state {
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::pause_project& p) {
-    set_paused(from, id, p.project, true);
+    auto wanted = policy->settings(p.project);
+    wanted.paused = true;
+    change_settings(from, id, p.project, wanted);
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::resume_project& p) {
-    set_paused(from, id, p.project, false);
+    auto wanted = policy->settings(p.project);
+    wanted.paused = false;
+    change_settings(from, id, p.project, wanted);
+  }
+
+  void on(const peer_address& from, std::uint64_t id, protocol::configure_project& c) {
+    auto wanted = policy->settings(c.project);
+    if (c.max_inflight) wanted.max_inflight = *c.max_inflight;
+    if (c.weight) wanted.weight = *c.weight;
+    change_settings(from, id, c.project, wanted);
   }
 
   // ---------------------------------------------------------------- the policy at work

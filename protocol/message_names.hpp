@@ -36,6 +36,7 @@ DISPATCH_WIRE_NAME(list_projects, "projects");
 DISPATCH_WIRE_NAME(get_stats, "stats");
 DISPATCH_WIRE_NAME(pause_project, "pause");
 DISPATCH_WIRE_NAME(resume_project, "resume");
+DISPATCH_WIRE_NAME(configure_project, "configure");
 
 DISPATCH_WIRE_NAME(registered, "registered");
 DISPATCH_WIRE_NAME(jobs, "jobs");

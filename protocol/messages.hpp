@@ -99,11 +99,17 @@ struct pause_project {    // "pause"
 struct resume_project {  // "resume"
   std::string project;
 };
+// "configure": change a project's limits; fields left out keep their value.
+struct configure_project {
+  std::string project;                        // "project"
+  std::optional<std::uint32_t> max_inflight;  // "max_inflight": 0..1000000, 0 = no cap
+  std::optional<std::uint32_t> weight;        // "weight": 1..1000
+};
 
 using request_body =
     std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
                  cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
-                 resume_project>;
+                 resume_project, configure_project>;
 
 struct request {
   std::uint64_t id = 0;

@@ -21,6 +21,8 @@ constexpr std::size_t max_submit = 10000;
 constexpr std::uint32_t max_attempts_limit = 1000;
 constexpr std::size_t max_tags = 32;
 constexpr std::uint32_t max_list = 10000;
+constexpr std::uint32_t max_inflight_limit = 1000000;
+constexpr std::uint32_t max_weight = 1000;
 
 template <class Body>
 void open(wire::writer& w, std::uint64_t id, const Body&, std::size_t fields) {
@@ -102,6 +104,13 @@ void write_body(wire::writer& w, std::uint64_t id, const resume_project& m) {
   w.text("project", m.project);
 }
 
+void write_body(wire::writer& w, std::uint64_t id, const configure_project& m) {
+  open(w, id, m, 1 + (m.max_inflight ? 1 : 0) + (m.weight ? 1 : 0));
+  w.text("project", m.project);
+  if (m.max_inflight) w.number("max_inflight", *m.max_inflight);
+  if (m.weight) w.number("weight", *m.weight);
+}
+
 // Bodies without fields; the assertion stops a body that gains fields from silently losing
 // them on the wire.
 template <class Body>
@@ -176,6 +185,13 @@ void read_body(const wire::fields& f, pause_project& m) {
 
 void read_body(const wire::fields& f, resume_project& m) {
   m.project = f.required("project", as_name);
+}
+
+void read_body(const wire::fields& f, configure_project& m) {
+  m.project = f.required("project", as_name);
+  if (f.find("max_inflight"))
+    m.max_inflight = f.required("max_inflight", as_uint<std::uint32_t>(0, max_inflight_limit));
+  if (f.find("weight")) m.weight = f.required("weight", as_uint<std::uint32_t>(1, max_weight));
 }
 
 // Bodies without fields: whatever keys they carry are unknown keys, ignored.

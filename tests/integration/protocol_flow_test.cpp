@@ -256,3 +256,35 @@ TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks
   }
   CHECK(find_worker(d.stats(), "alive") != nullptr);
 }
+
+TEST_CASE("a project's max_inflight caps its running tasks; the cap and weight are stored") {
+  daemon d;
+  wire_client admin(d.admin_endpoint());
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  protocol::configure_project cap;
+  cap.project = "capped";
+  cap.max_inflight = 1;
+  cap.weight = 3;
+  expect<protocol::ok>(admin.call(cap));
+  expect<protocol::registered>(worker.call(worker_spec("w1", 5)));
+  const auto ids = submit(producer, {spec("capped", 0), spec("capped", 0), spec("free", 0)});
+
+  auto jobs = fetch(worker, 5, 300);
+  REQUIRE(jobs.size() == 2);  // one of "capped", the one of "free"
+  CHECK(jobs[0].task == ids[0]);
+  CHECK(jobs[1].task == ids[2]);
+  CHECK(fetch(worker, 3, 200).empty());
+  expect<protocol::ok>(worker.call(protocol::complete{ids[0], 1, ""}));
+  jobs = fetch(worker, 3);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].task == ids[1]);
+
+  d.stop();
+  d.start();
+  const auto projects = expect<protocol::project_list>(admin.call(protocol::list_projects{})).projects;
+  REQUIRE(projects.size() == 2);
+  CHECK(projects[0].name == "capped");
+  CHECK(projects[0].max_inflight == 1);
+  CHECK(projects[0].weight == 3);
+}

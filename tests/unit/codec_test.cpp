@@ -47,6 +47,7 @@ NO_FIELDS(list_projects)
 NO_FIELDS(get_stats)
 FIELDS_EQUAL(pause_project, m.project)
 FIELDS_EQUAL(resume_project, m.project)
+FIELDS_EQUAL(configure_project, m.project, m.max_inflight, m.weight)
 FIELDS_EQUAL(job, m.task, m.project, m.type, m.priority, m.payload, m.attempt)
 FIELDS_EQUAL(registered, m.heartbeat_ms, m.liveness)
 FIELDS_EQUAL(jobs, m.jobs)
@@ -297,6 +298,8 @@ TEST_CASE("every request type round-trips with non-default values") {
   round_trip({14, get_stats{}});
   round_trip({15, pause_project{"proj"}});
   round_trip({UINT64_MAX, resume_project{"proj"}});
+  round_trip({16, configure_project{"proj", 0u, 7u}});
+  round_trip({17, configure_project{"proj", std::nullopt, std::nullopt}});
 }
 
 TEST_CASE("every reply type round-trips") {
@@ -534,6 +537,14 @@ TEST_CASE("producer and admin request validation") {
                       .set("project", std::string(129, 'p'))
                       .bytes(),
                   "project");
+  check_bad_field(raw_map(encoded(request{1, configure_project{"p", 1u, 1u}}))
+                      .set("weight", 0)
+                      .bytes(),
+                  "weight");
+  check_bad_field(raw_map(encoded(request{1, configure_project{"p", 1u, 1u}}))
+                      .set("max_inflight", -1)
+                      .bytes(),
+                  "max_inflight");
 }
 
 TEST_CASE("a key given twice is rejected") {

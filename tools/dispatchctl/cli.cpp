@@ -39,7 +39,7 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
             "running","completed","failed","dead","cancelled"}
   stats     {"tasks": {status: count}, "workers": [...], "projects": [...],
              "reserve": {"engagements","releases"}}
-  pause, resume, cancel   {"ok": true})";
+  pause, resume, configure, cancel   {"ok": true})";
 
 constexpr const char* sub_footer_text =
     "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
@@ -107,6 +107,8 @@ struct raw_args {
   std::optional<std::string> filter_project;
   std::optional<std::string> filter_status;
   std::string limit = "100";
+  std::optional<std::string> max_inflight;
+  std::optional<std::string> weight;
 };
 
 std::string usage_failure(const CLI::Formatter& formatter, const CLI::App* app,
@@ -198,6 +200,14 @@ parse_result parse_args(int argc, const char* const* argv) {
   pause->add_option("PROJECT", raw.project_name, "Project name")->required();
   auto* resume = app.add_subcommand("resume", "Assign a paused project's tasks again");
   resume->add_option("PROJECT", raw.project_name, "Project name")->required();
+  auto* configure = app.add_subcommand("configure", "Change a project's limits");
+  configure->add_option("PROJECT", raw.project_name, "Project name")->required();
+  configure->add_option("--max-inflight", raw.max_inflight, "Running tasks at once, 0 = no cap")
+      ->check(integer_in<std::uint32_t>(0, 1000000))
+      ->type_name("N");
+  configure->add_option("--weight", raw.weight, "Share against other projects at equal priority")
+      ->check(integer_in<std::uint32_t>(1, 1000))
+      ->type_name("N");
   auto* cancel = app.add_subcommand("cancel", "Cancel a task that has not finished");
   cancel->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
 
@@ -244,6 +254,12 @@ parse_result parse_args(int argc, const char* const* argv) {
     inv.request = protocol::pause_project{raw.project_name};
   } else if (app.got_subcommand(resume)) {
     inv.request = protocol::resume_project{raw.project_name};
+  } else if (app.got_subcommand(configure)) {
+    protocol::configure_project c;
+    c.project = raw.project_name;
+    if (raw.max_inflight) c.max_inflight = parse_integer<std::uint32_t>(*raw.max_inflight);
+    if (raw.weight) c.weight = parse_integer<std::uint32_t>(*raw.weight);
+    inv.request = std::move(c);
   } else if (app.got_subcommand(cancel)) {
     inv.request = protocol::cancel{*parse_integer<task_id>(raw.id)};
   }

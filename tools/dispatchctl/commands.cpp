@@ -85,6 +85,8 @@ int print_reply(const protocol::request_body& request, bool json,
           return acknowledge("project " + req.project + " paused");
         } else if constexpr (std::is_same_v<R, protocol::resume_project>) {
           return acknowledge("project " + req.project + " resumed");
+        } else if constexpr (std::is_same_v<R, protocol::configure_project>) {
+          return acknowledge("project " + req.project + " configured");
         } else if constexpr (std::is_same_v<R, protocol::cancel>) {
           return acknowledge("task " + std::to_string(req.task) + " cancelled");
         } else {
