@@ -187,7 +187,7 @@ std::optional<protocol::reply> wire_client::receive(std::chrono::milliseconds ti
   return r;
 }
 
-daemon::daemon(daemon_options options)
+dispatcher_process::dispatcher_process(dispatcher_options options)
     : options_(std::move(options)),
       data_(scratch_.path() + "/data") {
   const auto ports = free_ports(2);
@@ -196,7 +196,7 @@ daemon::daemon(daemon_options options)
   start();
 }
 
-void daemon::start() {
+void dispatcher_process::start() {
   std::vector<std::string> argv = {dispatcherd_path(),  "--data-dir",     data_,
                                    "--work-endpoint",   work_endpoint(),  "--admin-endpoint",
                                    admin_endpoint(),    "--threads",      "2"};
@@ -219,17 +219,17 @@ void daemon::start() {
     throw std::runtime_error("dispatcherd did not start:\n" + process_->log());
 }
 
-void daemon::stop(int sig) {
+void dispatcher_process::stop(int sig) {
   process_->signal(sig);
   if (!process_->wait(10s)) throw std::runtime_error("dispatcherd did not stop");
 }
 
-protocol::stats daemon::stats() {
+protocol::stats dispatcher_process::stats() {
   wire_client admin(admin_endpoint());
   return expect<protocol::stats>(admin.call(protocol::get_stats{}));
 }
 
-std::unique_ptr<child_process> start_agent(const daemon& d, const std::string& id,
+std::unique_ptr<child_process> start_agent(const dispatcher_process& d, const std::string& id,
                                            std::vector<std::string> extra_args) {
   std::vector<std::string> argv = {worker_agent_path(), "--endpoint", d.work_endpoint(), "--id",
                                    id};

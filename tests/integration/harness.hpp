@@ -92,14 +92,14 @@ const T& expect(const protocol::reply& r) {
   return std::get<T>(r.body);
 }
 
-struct daemon_options {
+struct dispatcher_options {
   std::vector<std::string> extra_args;
 };
 
 // A real dispatcherd on free ports with its own data directory; ready once it answers `stats`.
-class daemon {
+class dispatcher_process {
  public:
-  explicit daemon(daemon_options options = {});
+  explicit dispatcher_process(dispatcher_options options = {});
   // Restarting keeps the ports and the data directory.
   void start();
   void stop(int sig = 15);  // SIGTERM; 9 for a crash
@@ -112,7 +112,7 @@ class daemon {
   protocol::stats stats();
 
  private:
-  daemon_options options_;
+  dispatcher_options options_;
   temp_dir scratch_;
   std::string data_;
   int work_port_ = 0;
@@ -122,7 +122,7 @@ class daemon {
 };
 
 // A real worker-agent process.
-std::unique_ptr<child_process> start_agent(const daemon& d, const std::string& id,
+std::unique_ptr<child_process> start_agent(const dispatcher_process& d, const std::string& id,
                                            std::vector<std::string> extra_args = {});
 
 const protocol::worker_info* find_worker(const protocol::stats& s, const std::string& id);

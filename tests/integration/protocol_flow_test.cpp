@@ -50,7 +50,7 @@ protocol::error_code error_of(const protocol::reply& r) {
 }  // namespace
 
 TEST_CASE("tasks are handed out by priority, FIFO within a priority, and complete") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   wire_client worker(d.work_endpoint());
   expect<protocol::registered>(worker.call(worker_spec("w1")));
@@ -88,7 +88,7 @@ TEST_CASE("tasks are handed out by priority, FIFO within a priority, and complet
 }
 
 TEST_CASE("a fetch is a long poll: answered empty when the wait runs out, at once when work comes") {
-  daemon d;
+  dispatcher_process d;
   wire_client worker(d.work_endpoint());
   expect<protocol::registered>(worker.call(worker_spec("w1", 4)));
 
@@ -105,7 +105,7 @@ TEST_CASE("a fetch is a long poll: answered empty when the wait runs out, at onc
 }
 
 TEST_CASE("a worker never gets more than it asked for or its capacity") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   std::vector<protocol::task_spec> specs(10, spec("p", 0));
   submit(producer, specs);
@@ -117,7 +117,7 @@ TEST_CASE("a worker never gets more than it asked for or its capacity") {
 }
 
 TEST_CASE("completions are checked against the holder and the lease") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   wire_client w1(d.work_endpoint());
   wire_client w2(d.work_endpoint());
@@ -142,7 +142,7 @@ TEST_CASE("completions are checked against the holder and the lease") {
 }
 
 TEST_CASE("retryable failures are retried until max_attempts, then the task is dead") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   wire_client worker(d.work_endpoint());
   expect<protocol::registered>(worker.call(worker_spec("w1")));
@@ -171,7 +171,7 @@ TEST_CASE("retryable failures are retried until max_attempts, then the task is d
 }
 
 TEST_CASE("cancel ends pending and running tasks, and refuses finished ones") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   wire_client worker(d.work_endpoint());
   expect<protocol::registered>(worker.call(worker_spec("w1")));
@@ -192,7 +192,7 @@ TEST_CASE("cancel ends pending and running tasks, and refuses finished ones") {
 }
 
 TEST_CASE("a paused project keeps its tasks until resumed; other projects go on") {
-  daemon d;
+  dispatcher_process d;
   wire_client admin(d.admin_endpoint());
   wire_client producer(d.work_endpoint());
   wire_client worker(d.work_endpoint());
@@ -219,7 +219,7 @@ TEST_CASE("a paused project keeps its tasks until resumed; other projects go on"
 }
 
 TEST_CASE("tasks held by a worker that says goodbye go back to the queue") {
-  daemon d;
+  dispatcher_process d;
   wire_client producer(d.work_endpoint());
   wire_client w1(d.work_endpoint());
   expect<protocol::registered>(w1.call(worker_spec("w1", 2)));
@@ -236,7 +236,7 @@ TEST_CASE("tasks held by a worker that says goodbye go back to the queue") {
 }
 
 TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks are requeued") {
-  daemon d({{"--heartbeat", "100ms", "--liveness", "3"}});
+  dispatcher_process d({{"--heartbeat", "100ms", "--liveness", "3"}});
   wire_client producer(d.work_endpoint());
   wire_client silent(d.work_endpoint());
   const auto reg = expect<protocol::registered>(silent.call(worker_spec("silent")));
@@ -258,7 +258,7 @@ TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks
 }
 
 TEST_CASE("a project's max_inflight caps its running tasks; the cap and weight are stored") {
-  daemon d;
+  dispatcher_process d;
   wire_client admin(d.admin_endpoint());
   wire_client producer(d.work_endpoint());
   wire_client worker(d.work_endpoint());

@@ -1,0 +1,352 @@
+// The real dispatchctl binary against a real dispatcherd's admin endpoint: each command's exit
+// code and output (mostly --json, parsed), checked against what the daemon holds.
+#include <catch2/catch.hpp>
+
+#include <ctime>
+#include <cstdio>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/integration/harness.hpp"
+
+using namespace dispatch;
+using namespace dispatch::testing;
+using Catch::Matchers::Contains;
+using nlohmann::json;
+
+namespace {
+
+struct ctl_result {
+  int code = -1;
+  std::string out;  // stdout and stderr together
+};
+
+// Runs dispatchctl with `args` (after --endpoint when one is given) and waits for it to exit.
+class ctl {
+ public:
+  explicit ctl(std::string endpoint = {}) : endpoint_(std::move(endpoint)) {}
+
+  ctl_result operator()(const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {dispatchctl_path()};
+    if (!endpoint_.empty()) {
+      argv.push_back("--endpoint");
+      argv.push_back(endpoint_);
+    }
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::string line;
+    for (const auto& a : args) line += " " + a;
+    child_process p(argv, logs_.path() + "/ctl-" + std::to_string(++runs_) + ".log");
+    const auto code = p.wait(10s);
+    INFO("dispatchctl" << line);
+    REQUIRE(code.has_value());  // it must finish on its own
+    return {*code, p.log()};
+  }
+
+  // Runs a command that must succeed with --json output; returns the parsed document.
+  json json_of(std::vector<std::string> args) {
+    args.push_back("--json");
+    const auto r = (*this)(args);
+    std::string line;
+    for (const auto& a : args) line += " " + a;
+    INFO("dispatchctl" << line << "\n" << r.out);
+    REQUIRE(r.code == 0);
+    REQUIRE(json::accept(r.out));
+    return json::parse(r.out);
+  }
+
+ private:
+  std::string endpoint_;
+  temp_dir logs_;
+  int runs_ = 0;
+};
+
+const std::regex rfc3339_ms(R"(^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$)");
+
+bool is_rfc3339_ms(const json& j) {
+  return j.is_string() && std::regex_match(j.get<std::string>(), rfc3339_ms);
+}
+
+// The RFC 3339 text dispatchctl must print for `ms` since the epoch.
+std::string rfc3339(millis ms) {
+  const std::time_t secs = static_cast<std::time_t>(ms / 1000);
+  std::tm parts{};
+  gmtime_r(&secs, &parts);
+  char text[48];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900,
+                parts.tm_mon + 1, parts.tm_mday, parts.tm_hour, parts.tm_min, parts.tm_sec,
+                static_cast<int>(ms % 1000));
+  return text;
+}
+
+task_id submit_via_ctl(ctl& run, const std::string& project, const std::string& priority,
+                       const std::string& payload) {
+  const auto r = run({"submit", "--project", project, "--type", "echo", "--priority", priority,
+                      "--payload", payload});
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_match(r.out, m, std::regex(R"(^(\d+)\n$)")));
+  return std::stoull(m[1].str());
+}
+
+task wire_task(daemon& d, task_id id) {
+  wire_client c(d.admin_endpoint());
+  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
+}
+
+std::vector<std::uint64_t> ids_of(const json& list) {
+  std::vector<std::uint64_t> ids;
+  for (const auto& t : list) ids.push_back(t.at("id").get<std::uint64_t>());
+  return ids;
+}
+
+const json* find_by(const json& list, const std::string& key, const std::string& value) {
+  for (const auto& item : list)
+    if (item.at(key) == value) return &item;
+  return nullptr;
+}
+
+const char* const statuses[] = {"pending", "running", "completed", "failed", "dead", "cancelled"};
+
+}  // namespace
+
+TEST_CASE("dispatchctl submit, task, tasks and cancel") {
+  daemon d;
+  ctl run(d.admin_endpoint());
+
+  const task_id id = submit_via_ctl(run, "P", "3", "hi");
+  CHECK(id > 0);
+  const task stored = wire_task(d, id);
+  CHECK(stored.project == "P");
+  CHECK(stored.type == "echo");
+  CHECK(stored.priority == 3);
+  CHECK(stored.payload == "hi");
+
+  // task ID --json
+  const json t = run.json_of({"task", std::to_string(id)});
+  INFO(t.dump(2));
+  REQUIRE(t.is_object());
+  for (const char* key : {"id", "project", "type", "priority", "status", "worker", "attempts",
+                          "created_at", "assigned_at", "finished_at"}) {
+    INFO("key " << key);
+    CHECK(t.contains(key));
+  }
+  CHECK(t.at("id") == id);
+  CHECK(t.at("project") == "P");
+  CHECK(t.at("type") == "echo");
+  CHECK(t.at("priority") == 3);
+  CHECK(t.at("status") == "pending");
+  CHECK(t.at("worker").is_null());
+  CHECK(t.at("attempts") == 0);
+  CHECK(is_rfc3339_ms(t.at("created_at")));
+  CHECK(t.at("created_at") == rfc3339(stored.created_at));
+  CHECK(t.at("assigned_at").is_null());
+  CHECK(t.at("finished_at").is_null());
+  CHECK(t.at("payload") == "hi");
+
+  // tasks --project P --status pending --json: newest first, only P, only pending.
+  const task_id other = submit_via_ctl(run, "Q", "0", "q");
+  const task_id id2 = submit_via_ctl(run, "P", "-5", "second");
+  CHECK(other > id);
+  CHECK(id2 > other);
+  json list = run.json_of({"tasks", "--project", "P", "--status", "pending"});
+  REQUIRE(list.is_array());
+  CHECK(ids_of(list) == std::vector<std::uint64_t>{id2, id});
+  CHECK(list.at(1).at("priority") == 3);
+  CHECK(list.at(0).at("priority") == -5);
+  CHECK(ids_of(run.json_of({"tasks"})) == std::vector<std::uint64_t>{id2, other, id});
+
+  // cancel ID
+  const auto cancelled = run({"cancel", std::to_string(id)});
+  INFO(cancelled.out);
+  CHECK(cancelled.code == 0);
+  CHECK(wire_task(d, id).status == task_status::cancelled);
+  CHECK(run.json_of({"task", std::to_string(id)}).at("status") == "cancelled");
+  CHECK(ids_of(run.json_of({"tasks", "--project", "P", "--status", "pending"})) ==
+        std::vector<std::uint64_t>{id2});
+  CHECK(ids_of(run.json_of({"tasks", "--status", "cancelled"})) ==
+        std::vector<std::uint64_t>{id});
+  // Cancelling a final task is refused by the daemon: exit 1 with its error code.
+  const auto again = run({"cancel", std::to_string(id)});
+  CHECK(again.code == 1);
+  CHECK_THAT(again.out, Contains("invalid_state"));
+  const auto missing = run({"task", "999999"});
+  CHECK(missing.code == 1);
+  CHECK_THAT(missing.out, Contains("unknown_task"));
+}
+
+TEST_CASE("dispatchctl task shows the worker and assignment time of a running task") {
+  daemon d;
+  ctl run(d.admin_endpoint());
+  const task_id id = submit_via_ctl(run, "P", "0", "run me");
+
+  wire_client worker(d.work_endpoint());
+  protocol::register_worker reg;
+  reg.worker = "w-run";
+  reg.types = {"echo"};
+  expect<protocol::registered>(worker.call(reg));
+  const auto jobs = expect<protocol::jobs>(worker.call(protocol::fetch{1, 2000})).jobs;
+  REQUIRE(jobs.size() == 1);
+  REQUIRE(jobs[0].task == id);
+
+  const task stored = wire_task(d, id);
+  const json t = run.json_of({"task", std::to_string(id)});
+  INFO(t.dump(2));
+  CHECK(t.at("status") == "running");
+  CHECK(t.at("worker") == "w-run");
+  CHECK(t.at("attempts") == 1);
+  CHECK(is_rfc3339_ms(t.at("assigned_at")));
+  CHECK(t.at("assigned_at") == rfc3339(stored.assigned_at));
+  CHECK(t.at("finished_at").is_null());
+
+  expect<protocol::ok>(worker.call(protocol::complete{id, 1, "done"}));
+  const json done = run.json_of({"task", std::to_string(id)});
+  CHECK(done.at("status") == "completed");
+  CHECK(is_rfc3339_ms(done.at("finished_at")));
+  CHECK(done.at("result") == "done");
+}
+
+TEST_CASE("dispatchctl stats, projects, pause, resume and configure") {
+  daemon d;
+  ctl run(d.admin_endpoint());
+  submit_via_ctl(run, "P", "0", "a");
+  submit_via_ctl(run, "P", "0", "b");
+
+  const json s = run.json_of({"stats"});
+  INFO(s.dump(2));
+  REQUIRE(s.is_object());
+  REQUIRE(s.contains("tasks"));
+  REQUIRE(s.at("tasks").is_object());
+  for (const char* status : statuses) {
+    INFO("status " << status);
+    REQUIRE(s.at("tasks").contains(status));
+    CHECK(s.at("tasks").at(status) == (std::string(status) == "pending" ? 2 : 0));
+  }
+  CHECK(s.at("tasks").size() == 6);
+  REQUIRE(s.contains("workers"));
+  CHECK(s.at("workers").is_array());
+  CHECK(s.at("workers").empty());
+  REQUIRE(s.contains("projects"));
+  REQUIRE(s.at("projects").is_array());
+  REQUIRE(s.at("projects").size() == 1);
+  CHECK(s.at("projects").at(0).at("name") == "P");
+  CHECK(s.at("projects").at(0).at("pending") == 2);
+
+  auto project_p = [&] {
+    const json projects = run.json_of({"projects"});
+    INFO(projects.dump(2));
+    REQUIRE(projects.is_array());
+    const json* p = find_by(projects, "name", "P");
+    REQUIRE(p != nullptr);
+    return *p;
+  };
+  CHECK(project_p().at("paused") == false);
+
+  auto r = run({"pause", "P"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(project_p().at("paused") == true);
+
+  r = run({"resume", "P"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(project_p().at("paused") == false);
+
+  r = run({"configure", "P", "--max-inflight", "2", "--weight", "3"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  const json p = project_p();
+  CHECK(p.at("max_inflight") == 2);
+  CHECK(p.at("weight") == 3);
+  CHECK(p.at("paused") == false);
+  CHECK(p.at("pending") == 2);
+
+  // The daemon agrees.
+  const auto wire_projects = d.stats().projects;
+  REQUIRE(wire_projects.size() == 1);
+  CHECK(wire_projects[0].max_inflight == 2);
+  CHECK(wire_projects[0].weight == 3);
+  CHECK_FALSE(wire_projects[0].paused);
+
+  // --json on an "ok" command.
+  CHECK(run.json_of({"pause", "P"}) == json{{"ok", true}});
+  CHECK(project_p().at("paused") == true);
+}
+
+TEST_CASE("dispatchctl workers lists a worker registered over the wire") {
+  daemon d;
+  ctl run(d.admin_endpoint());
+  CHECK(run.json_of({"workers"}) == json::array());
+
+  wire_client worker(d.work_endpoint());
+  protocol::register_worker reg;
+  reg.worker = "w-cli";
+  reg.types = {"echo", "resize"};
+  reg.tags = {"gpu"};
+  reg.capacity = 4;
+  expect<protocol::registered>(worker.call(reg));
+
+  const json workers = run.json_of({"workers"});
+  INFO(workers.dump(2));
+  REQUIRE(workers.is_array());
+  REQUIRE(workers.size() == 1);
+  const json& w = workers.at(0);
+  CHECK(w.at("id") == "w-cli");
+  CHECK(w.at("pool") == "active");
+  CHECK(w.at("capacity") == 4);
+  CHECK(w.at("running") == 0);
+  CHECK(w.at("types") == json::array({"echo", "resize"}));
+  CHECK(w.at("tags") == json::array({"gpu"}));
+  const json s = run.json_of({"stats"});
+  REQUIRE(s.at("workers").size() == 1);
+  CHECK(s.at("workers").at(0).at("id") == "w-cli");
+}
+
+TEST_CASE("dispatchctl refuses bad command lines with exit code 2 and a message") {
+  daemon d;
+  ctl run(d.admin_endpoint());
+  const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
+      {{"task", "abc"}, "abc"},
+      {{"task", "-1"}, "-1"},
+      {{"task"}, "ID"},
+      {{"tasks", "--status", "nope"}, "nope"},
+      {{"tasks", "--limit", "0"}, "--limit"},
+      {{"frobnicate"}, "frobnicate"},
+      {{"submit", "--type", "echo", "--payload", "x"}, "--project"},
+      {{"submit", "--project", "P", "--type", "echo", "--priority", "high"}, "high"},
+      {{"configure", "P", "--weight", "0"}, "--weight"},
+      {{"--timeout", "soon", "stats"}, "soon"},
+      {{}, "command"},
+  };
+  for (const auto& [args, mention] : cases) {
+    std::string line;
+    for (const auto& a : args) line += " " + a;
+    const auto r = run(args);
+    INFO("dispatchctl" << line << "\n" << r.out);
+    CHECK(r.code == 2);
+    CHECK_THAT(r.out, Contains("dispatchctl"));
+    CHECK_THAT(r.out, Contains(mention));
+  }
+  // None of them reached the daemon.
+  const auto s = d.stats();
+  for (const char* status : statuses) CHECK(s.tasks.at(status) == 0);
+  CHECK(s.projects.empty());
+}
+
+TEST_CASE("dispatchctl gives up on an endpoint where nothing listens") {
+  const int port = free_ports(1)[0];
+  const std::string endpoint = tcp_endpoint(port);
+  ctl run;  // no default endpoint: given explicitly below
+  const auto r = run({"--endpoint", endpoint, "--timeout", "500ms", "stats"});
+  INFO(r.out);
+  CHECK(r.code != 0);
+  CHECK(r.code == 1);  // "could not be reached", not a usage error
+  CHECK_THAT(r.out, Contains(endpoint));
+  // A malformed endpoint is a usage error.
+  const auto bad = run({"--endpoint", "nonsense://x", "--timeout", "500ms", "stats"});
+  INFO(bad.out);
+  CHECK(bad.code == 2);
+}

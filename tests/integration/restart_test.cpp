@@ -1,0 +1,87 @@
+// Stopping and crashing dispatcherd loses no acknowledged task.
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+#include "tests/integration/harness.hpp"
+
+using namespace dispatch;
+using namespace dispatch::testing;
+
+namespace {
+
+protocol::submit echoes(int count, const std::string& project = "p") {
+  protocol::submit s;
+  for (int i = 0; i < count; ++i) {
+    protocol::task_spec t;
+    t.project = project;
+    t.type = "echo";
+    t.priority = i % 3;
+    t.payload = "payload-" + std::to_string(i);
+    s.tasks.push_back(std::move(t));
+  }
+  return s;
+}
+
+task status_of(wire_client& c, task_id id) {
+  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
+}
+
+}  // namespace
+
+TEST_CASE("every pending task survives a restart and a kill -9, then runs") {
+  const int signal = GENERATE(SIGTERM, SIGKILL);
+  dispatcher_process d;
+  std::vector<task_id> ids;
+  {
+    wire_client producer(d.work_endpoint());
+    for (int batch = 0; batch < 5; ++batch) {
+      auto got = expect<protocol::submitted>(producer.call(echoes(100))).ids;
+      ids.insert(ids.end(), got.begin(), got.end());
+    }
+  }
+  d.stop(signal);
+  d.start();
+
+  wire_client producer(d.work_endpoint());
+  CHECK(d.stats().tasks.at("pending") == ids.size());
+  const auto t = status_of(producer, ids[123]);
+  CHECK(t.status == task_status::pending);
+  CHECK(t.payload == "payload-23");
+  // Ids continue after the ones handed out before the restart.
+  const auto next = expect<protocol::submitted>(producer.call(echoes(1))).ids;
+  CHECK(next.at(0) > ids.back());
+
+  auto agent = start_agent(d, "after-restart", {"--capacity", "8"});
+  REQUIRE(wait_until([&] { return d.stats().tasks.at("completed") == ids.size() + 1; }, 60s));
+  CHECK(status_of(producer, ids[123]).result == "payload-23");
+}
+
+TEST_CASE("after a restart a re-registering worker keeps the tasks it reports; others are requeued") {
+  dispatcher_process d({{"--recovery-grace", "1s"}});
+  wire_client producer(d.work_endpoint());
+  const auto ids = expect<protocol::submitted>(producer.call(echoes(2))).ids;
+  protocol::register_worker reg;
+  reg.worker = "w1";
+  reg.types = {"echo"};
+  reg.capacity = 2;
+  {
+    wire_client worker(d.work_endpoint());
+    expect<protocol::registered>(worker.call(reg));
+    REQUIRE(expect<protocol::jobs>(worker.call(protocol::fetch{2, 2000})).jobs.size() == 2);
+    // The assignment is written in the background; wait until the store has it.
+    REQUIRE(wait_until([&] { return d.stats().tasks.at("running") == 2; }, 5s));
+  }
+  d.stop();
+  d.start();
+
+  wire_client worker(d.work_endpoint());
+  reg.running = {ids[0]};
+  expect<protocol::registered>(worker.call(reg));
+  REQUIRE(wait_until([&] { return status_of(worker, ids[1]).status == task_status::pending; }, 5s));
+  const auto kept = status_of(worker, ids[0]);
+  CHECK(kept.status == task_status::running);
+  CHECK(kept.worker == "w1");
+  expect<protocol::ok>(worker.call(protocol::complete{ids[0], kept.attempts, "kept"}));
+  CHECK(status_of(worker, ids[0]).status == task_status::completed);
+}
