@@ -166,7 +166,7 @@ refusal refused(wire_client& c, const std::string& frame) {
 }
 
 // The daemon still answers and holds no task, project or worker.
-void check_healthy_and_empty(daemon& d) {
+void check_healthy_and_empty(dispatcher_process& d) {
   REQUIRE(d.process().running());
   const auto s = d.stats();
   for (const char* status : {"pending", "running", "completed", "failed", "dead", "cancelled"}) {
@@ -192,7 +192,7 @@ struct bad_case {
   std::string message_has;  // for bad_field: the message starts with "<field>:"
 };
 
-void run_cases(daemon& d, const std::string& endpoint, const std::vector<bad_case>& cases) {
+void run_cases(dispatcher_process& d, const std::string& endpoint, const std::vector<bad_case>& cases) {
   wire_client c(endpoint);
   for (const auto& bc : cases) {
     INFO("case: " << bc.name);
@@ -224,7 +224,7 @@ std::vector<std::string> daemon_argv(const std::string& data_dir, std::vector<st
 }  // namespace
 
 TEST_CASE("frames that are not a msgpack map are malformed") {
-  daemon d;
+  dispatcher_process d;
   std::string deep = mp().envelope("stats", 9, 4).str("x");
   for (int i = 0; i < 40; ++i) deep += mp().arr(1).bytes();
   deep += mp().nil().bytes();
@@ -251,7 +251,7 @@ TEST_CASE("frames that are not a msgpack map are malformed") {
 }
 
 TEST_CASE("an empty frame is malformed") {
-  daemon d;
+  dispatcher_process d;
   for (const auto& endpoint : {d.work_endpoint(), d.admin_endpoint()}) {
     wire_client c(endpoint);
     const auto r = refused(c, std::string());
@@ -266,7 +266,7 @@ TEST_CASE("an empty frame is malformed") {
 }
 
 TEST_CASE("a missing or unsupported version is refused, echoing the id when readable") {
-  daemon d;
+  dispatcher_process d;
   run_cases(d, d.admin_endpoint(),
             {
                 {"no v", mp().map(2).str("type").str("stats").str("id").uint(5),
@@ -293,7 +293,7 @@ TEST_CASE("a missing or unsupported version is refused, echoing the id when read
 }
 
 TEST_CASE("an unknown type is refused with unknown_type, quoting it") {
-  daemon d;
+  dispatcher_process d;
   run_cases(d, d.admin_endpoint(),
             {
                 {"made-up type", mp().envelope("frobnicate", 30), "unknown_type", 30,
@@ -309,7 +309,7 @@ TEST_CASE("an unknown type is refused with unknown_type, quoting it") {
 }
 
 TEST_CASE("missing, mistyped, out-of-range and repeated fields are bad_field naming the field") {
-  daemon d;
+  dispatcher_process d;
   run_cases(
       d, d.admin_endpoint(),
       {
@@ -415,7 +415,7 @@ TEST_CASE("missing, mistyped, out-of-range and repeated fields are bad_field nam
 }
 
 TEST_CASE("a submit with one bad task among good ones stores none of them") {
-  daemon d;
+  dispatcher_process d;
   wire_client c(d.work_endpoint());
   auto good = [](mp& m, const std::string& project) -> mp& {
     return m.map(3).str("project").str(project).str("type").str("echo").str("payload").str("x");
@@ -444,7 +444,7 @@ TEST_CASE("a submit with one bad task among good ones stores none of them") {
 }
 
 TEST_CASE("a frame above the default max-frame of 1 MiB gets too_large and is not stored") {
-  daemon d;
+  dispatcher_process d;
   wire_client c(d.work_endpoint());
   const std::string big = submit_frame_of_size(1536 * 1024, 5);  // a valid submit, 1.5 MiB
   auto r = refused(c, big);
@@ -467,7 +467,7 @@ TEST_CASE("a frame above the default max-frame of 1 MiB gets too_large and is no
 }
 
 TEST_CASE("--max-frame lowers the limit: a 3000-byte frame gets too_large") {
-  daemon d({{"--max-frame", "2048"}});
+  dispatcher_process d({{"--max-frame", "2048"}});
   wire_client c(d.work_endpoint());
   auto r = refused(c, submit_frame_of_size(3000, 1));
   CHECK(r.code == "too_large");
@@ -490,7 +490,7 @@ TEST_CASE("--max-frame lowers the limit: a 3000-byte frame gets too_large") {
 }
 
 TEST_CASE("a multipart message with extra frames is malformed and nothing of it is stored") {
-  daemon d;
+  dispatcher_process d;
   const std::string stats = encoded({1, protocol::get_stats{}});
   const std::string sub = encoded({2, protocol::submit{{spec("p")}}});
   wire_client c(d.admin_endpoint());
@@ -516,7 +516,7 @@ TEST_CASE("a multipart message with extra frames is malformed and nothing of it 
 }
 
 TEST_CASE("messages sent to the wrong endpoint get unknown_type and have no effect") {
-  daemon d;
+  dispatcher_process d;
   protocol::register_worker reg;
   reg.worker = "misplaced";
   reg.types = {"echo"};
@@ -565,7 +565,7 @@ TEST_CASE("messages sent to the wrong endpoint get unknown_type and have no effe
 }
 
 TEST_CASE("a REQ socket client gets proper replies, errors included") {
-  daemon d;
+  dispatcher_process d;
   zmq::context_t context(1);
   zmq::socket_t req(context, zmq::socket_type::req);
   req.set(zmq::sockopt::linger, 0);
@@ -613,7 +613,7 @@ TEST_CASE("a REQ socket client gets proper replies, errors included") {
 }
 
 TEST_CASE("a burst of 2000 garbage frames is answered frame by frame and the daemon goes on") {
-  daemon d;
+  dispatcher_process d;
   wire_client c(d.work_endpoint());
   std::mt19937 rng(20240531);  // fixed seed: the same garbage every run
   std::uniform_int_distribution<int> length(0, 96);
@@ -694,7 +694,7 @@ TEST_CASE("dispatcherd refuses a data dir that is a regular file, naming it") {
 }
 
 TEST_CASE("a second dispatcherd on the same data dir fails cleanly; the first keeps serving") {
-  daemon first;
+  dispatcher_process first;
   wire_client producer(first.work_endpoint());
   const auto before = expect<protocol::submitted>(producer.call(protocol::submit{{spec("p")}})).ids;
 

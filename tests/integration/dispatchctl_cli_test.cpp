@@ -92,7 +92,7 @@ task_id submit_via_ctl(ctl& run, const std::string& project, const std::string& 
   return std::stoull(m[1].str());
 }
 
-task wire_task(daemon& d, task_id id) {
+task wire_task(dispatcher_process& d, task_id id) {
   wire_client c(d.admin_endpoint());
   return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
 }
@@ -114,7 +114,7 @@ const char* const statuses[] = {"pending", "running", "completed", "failed", "de
 }  // namespace
 
 TEST_CASE("dispatchctl submit, task, tasks and cancel") {
-  daemon d;
+  dispatcher_process d;
   ctl run(d.admin_endpoint());
 
   const task_id id = submit_via_ctl(run, "P", "3", "hi");
@@ -179,7 +179,7 @@ TEST_CASE("dispatchctl submit, task, tasks and cancel") {
 }
 
 TEST_CASE("dispatchctl task shows the worker and assignment time of a running task") {
-  daemon d;
+  dispatcher_process d;
   ctl run(d.admin_endpoint());
   const task_id id = submit_via_ctl(run, "P", "0", "run me");
 
@@ -210,7 +210,7 @@ TEST_CASE("dispatchctl task shows the worker and assignment time of a running ta
 }
 
 TEST_CASE("dispatchctl stats, projects, pause, resume and configure") {
-  daemon d;
+  dispatcher_process d;
   ctl run(d.admin_endpoint());
   submit_via_ctl(run, "P", "0", "a");
   submit_via_ctl(run, "P", "0", "b");
@@ -277,7 +277,7 @@ TEST_CASE("dispatchctl stats, projects, pause, resume and configure") {
 }
 
 TEST_CASE("dispatchctl workers lists a worker registered over the wire") {
-  daemon d;
+  dispatcher_process d;
   ctl run(d.admin_endpoint());
   CHECK(run.json_of({"workers"}) == json::array());
 
@@ -306,7 +306,7 @@ TEST_CASE("dispatchctl workers lists a worker registered over the wire") {
 }
 
 TEST_CASE("dispatchctl refuses bad command lines with exit code 2 and a message") {
-  daemon d;
+  dispatcher_process d;
   ctl run(d.admin_endpoint());
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"task", "abc"}, "abc"},
