@@ -85,3 +85,23 @@ TEST_CASE("after a restart a re-registering worker keeps the tasks it reports; o
   expect<protocol::ok>(worker.call(protocol::complete{ids[0], kept.attempts, "kept"}));
   CHECK(status_of(worker, ids[0]).status == task_status::completed);
 }
+
+TEST_CASE("a worker agent reconnects after the dispatcher restarts and goes on working") {
+  dispatcher_process d({{"--heartbeat", "200ms"}});
+  auto agent = start_agent(d, "steady", {"--capacity", "2"});
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
+  {
+    wire_client producer(d.work_endpoint());
+    expect<protocol::submitted>(producer.call(echoes(10)));
+    REQUIRE(wait_until([&] { return d.stats().tasks.at("completed") == 10; }, 20s));
+  }
+  d.stop();
+  d.start();
+  // The agent notices the silence, reconnects with backoff and registers again by itself.
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 20s));
+  wire_client producer(d.work_endpoint());
+  expect<protocol::submitted>(producer.call(echoes(10)));
+  REQUIRE(wait_until([&] { return d.stats().tasks.at("completed") == 20; }, 20s));
+  CHECK(find_worker(d.stats(), "steady")->completed == 10);
+  CHECK(agent->running());
+}
