@@ -351,7 +351,7 @@ void agent_loop::tick() {
     const bool nothing_to_do = stopping_ && running_.empty() && outbox_.empty();
     if (now >= reconnect_at_ && !goodbye_deadline_ && !nothing_to_do) connect();
   } else if (now - last_heard_ >= liveness_window()) {
-    lose_connection("silent for " + format_duration(millis_of(now - last_heard_)));
+    lose_connection("nothing received for " + format_duration(millis_of(liveness_window())));
   }
 
   if (link_ == link::registered) {

@@ -7,12 +7,19 @@
 namespace dispatch::worker {
 
 job_pool::job_pool(zmq::context_t& ctx, std::string results_endpoint, std::size_t threads) {
-  threads_.reserve(threads);
-  for (std::size_t i = 0; i < threads; ++i)
-    threads_.emplace_back([this, &ctx, results_endpoint] { thread_main(ctx, results_endpoint); });
+  try {
+    threads_.reserve(threads);
+    for (std::size_t i = 0; i < threads; ++i)
+      threads_.emplace_back([this, &ctx, results_endpoint] { thread_main(ctx, results_endpoint); });
+  } catch (...) {
+    shut_down();  // no destructor runs for a half-built object; the started threads must end
+    throw;
+  }
 }
 
-job_pool::~job_pool() {
+job_pool::~job_pool() { shut_down(); }
+
+void job_pool::shut_down() noexcept {
   {
     std::lock_guard lock(mutex_);
     closing_ = true;

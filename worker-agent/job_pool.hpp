@@ -39,6 +39,7 @@ class job_pool {
     handler h;
   };
 
+  void shut_down() noexcept;
   void thread_main(zmq::context_t& ctx, const std::string& endpoint);
   static job_outcome run_guarded(const queued_job& q, const stop_token& token);
 

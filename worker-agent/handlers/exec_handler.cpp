@@ -12,6 +12,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <string>
 
@@ -28,6 +29,8 @@ namespace {
 constexpr std::chrono::milliseconds stop_check_interval{50};
 // Without a pidfd, the exit of the child is noticed by checking this often.
 constexpr std::chrono::milliseconds exit_check_interval{5};
+// 64 KiB chunks read before checking the clock and the stop token again.
+constexpr int reads_per_wakeup = 16;
 // Bytes of the end of the output quoted in a failure message.
 constexpr std::size_t tail_size = 512;
 
@@ -125,10 +128,11 @@ int open_pidfd(pid_t pid) {
 #endif
 }
 
-// Reads what is available now; false once the write end is closed everywhere (EOF).
-bool read_available(int fd, output_collector& out) {
+// Reads what is available now, at most `max_reads` chunks so that a command writing faster than
+// we read cannot keep us from checking the timeout; false once every writer closed (EOF).
+bool read_available(int fd, output_collector& out, int max_reads) {
   std::array<char, 65536> buf{};
-  for (;;) {
+  for (int i = 0; i < max_reads; ++i) {
     const auto n = ::read(fd, buf.data(), buf.size());
     if (n > 0) {
       out.append(buf.data(), static_cast<std::size_t>(n));
@@ -138,6 +142,7 @@ bool read_available(int fd, output_collector& out) {
     if (errno == EINTR) continue;
     return errno == EAGAIN || errno == EWOULDBLOCK;
   }
+  return true;
 }
 
 // True once the child has exited; it is left a zombie (WNOWAIT) so that its pid, which is also
@@ -204,14 +209,15 @@ class exec_handler {
       if (exit_fd.valid()) fds[count++] = {exit_fd.get(), POLLIN, 0};
       if (::poll(fds.data(), count, static_cast<int>(wait.count())) < 0 && errno != EINTR)
         break;  // cannot happen with valid fds; has_exited() or the deadline ends it anyway
-      if (pipe_open && fds[0].revents != 0) pipe_open = read_available(read_end.get(), out);
+      if (pipe_open && fds[0].revents != 0)
+        pipe_open = read_available(read_end.get(), out, reads_per_wakeup);
     }
 
     // Kill whatever is left in the command's group (background children on a normal exit,
     // everything on timeout or stop), then collect what is in the pipe; reading stops at the
     // first empty read, so a writer that is still dying cannot keep us here.
     ::kill(-pid, SIGKILL);
-    if (pipe_open) read_available(read_end.get(), out);
+    if (pipe_open) read_available(read_end.get(), out, std::numeric_limits<int>::max());
     const int status = reap(pid);
 
     switch (how) {
