@@ -11,6 +11,7 @@
 namespace dispatch {
 
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view text);
-std::string format_duration(std::chrono::milliseconds d);  // "1500ms", "10s", "2m"
+// The largest unit that states `d` exactly: "1500ms", "10s", "2m", "1h".
+std::string format_duration(std::chrono::milliseconds d);
 
 }  // namespace dispatch

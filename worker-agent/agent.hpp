@@ -86,9 +86,10 @@ class agent {
   // Throws std::invalid_argument when a served type has no handler or the endpoint is invalid.
   int run();
 
-  // Asks run() to finish: no new jobs are accepted, running jobs end and are reported, the agent
-  // says goodbye (waiting up to 1 s for the answer) and run() returns. A second call also
-  // requests every running job to stop through its stop_token.
+  // Asks run() to finish: no new jobs are accepted (jobs still answering a parked fetch are
+  // failed back as retryable "agent stopping"), running jobs end and are reported, the agent says
+  // goodbye (waiting up to 1 s for the answer) and run() returns. Running jobs are waited for
+  // without limit; a second call also requests each of them to stop through its stop_token.
   // Safe from any thread, also before run(); only touches an atomic and writes to a pipe, so it
   // may even be called from a signal handler.
   void stop() noexcept;

@@ -8,7 +8,7 @@
 #include <zmq_addon.hpp>
 
 #include "protocol/codec.hpp"
-#include "worker-agent/duration.hpp"
+#include "protocol/duration.hpp"
 
 namespace dispatch::worker {
 namespace {
@@ -17,6 +17,8 @@ namespace {
 constexpr const char* results_endpoint = "inproc://job-results";
 // How long stop() waits for the answer to goodbye.
 constexpr std::chrono::milliseconds goodbye_wait{1000};
+// The pause before fetching again after the dispatcher refused a fetch.
+constexpr std::chrono::milliseconds refused_fetch_pause{1000};
 // The shortest wait for results to be reported once stopping with nothing left running.
 constexpr std::chrono::milliseconds min_drain_wait{1000};
 
@@ -231,7 +233,7 @@ void agent_loop::on_reply(const protocol::reply& r) {
         spdlog::warn("fetch refused: {}",
                      err ? describe(*err) : std::string(protocol::type_name(r.body)));
         // Do not hammer a dispatcher that refuses: wait one fetch period.
-        fetch_not_before_ = clock::now() + std::max(options_.fetch_wait, min_drain_wait);
+        fetch_not_before_ = clock::now() + std::max(options_.fetch_wait, refused_fetch_pause);
       }
       break;
     case request_kind::heartbeat:

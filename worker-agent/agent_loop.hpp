@@ -28,7 +28,7 @@ namespace dispatch::worker {
 
 class agent_loop {
  public:
-  // `handlers` maps every served type to its handler. All references must outlive the loop.
+  // `handlers` maps every served type to its handler; `options` and `stop` must outlive the loop.
   agent_loop(const agent_options& options, std::string worker_id,
              std::map<std::string, handler> handlers, stop_signal& stop);
 

@@ -14,19 +14,19 @@
 
 #include "worker-agent/agent.hpp"
 #include "worker-agent/builtin_handlers.hpp"
-#include "worker-agent/duration.hpp"
+#include "protocol/duration.hpp"
 #include "worker-agent/signal_watcher.hpp"
 
 namespace {
 
-using dispatch::worker::parse_duration;
+using dispatch::parse_duration;
 
 // More job threads than this is a typo rather than a plan.
 constexpr std::uint32_t max_capacity = 1024;
 
 // Accepts a duration between `min` and `max` inclusive; the message names the expected form.
 CLI::Validator duration_between(std::chrono::milliseconds min, std::chrono::milliseconds max) {
-  using dispatch::worker::format_duration;
+  using dispatch::format_duration;
   const std::string range = format_duration(min) + ".." + format_duration(max);
   return CLI::Validator(
       [min, max, range](std::string& text) -> std::string {

@@ -493,7 +493,7 @@ TEST_CASE("a frame beyond libzmq's hard limit (4 x max-frame) leaves the daemon 
   check_healthy_and_empty(d);
 }
 
-TEST_CASE("--max-frame lowers the limit: a 3000-byte frame gets too_large") {
+TEST_CASE("a lower --max-frame lowers the limit: a 3000-byte frame gets too_large") {
   dispatcher_process d({{"--max-frame", "2048"}});
   wire_client c(d.work_endpoint());
   auto r = refused(c, submit_frame_of_size(3000, 1));

@@ -21,7 +21,6 @@
 #include "protocol/messages.hpp"
 #include "worker-agent/agent.hpp"
 #include "worker-agent/builtin_handlers.hpp"
-#include "worker-agent/duration.hpp"
 
 namespace {
 
@@ -286,21 +285,6 @@ TEST_CASE("fail fails, for good only when the payload is fatal", "[worker][fail]
   CHECK_FALSE(fatal.ok);
   CHECK_FALSE(fatal.retryable);
   CHECK(fatal.data == "fail handler: fatal");
-}
-
-TEST_CASE("durations parse and format", "[worker][duration]") {
-  CHECK(worker::parse_duration("500ms") == 500ms);
-  CHECK(worker::parse_duration("10s") == 10s);
-  CHECK(worker::parse_duration("2m") == 2min);
-  CHECK(worker::parse_duration("1h") == 1h);
-  CHECK(worker::parse_duration("0") == 0ms);
-  CHECK_FALSE(worker::parse_duration("10"));
-  CHECK_FALSE(worker::parse_duration("s"));
-  CHECK_FALSE(worker::parse_duration("5 s"));
-  CHECK_FALSE(worker::parse_duration("-1s"));
-  CHECK(worker::format_duration(300ms) == "300ms");
-  CHECK(worker::format_duration(60s) == "1m");
-  CHECK(worker::format_duration(90s) == "90s");
 }
 
 // ---- the agent against a fake dispatcher ----

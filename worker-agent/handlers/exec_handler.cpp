@@ -17,7 +17,7 @@
 #include <string>
 
 #include "worker-agent/builtin_handlers.hpp"
-#include "worker-agent/duration.hpp"
+#include "protocol/duration.hpp"
 #include "worker-agent/unique_fd.hpp"
 
 extern char** environ;  // NOLINT: POSIX declares it nowhere; passed to the child unchanged
