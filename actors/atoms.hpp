@@ -4,6 +4,8 @@
 #pragma once
 
 #include <array>
+#include <map>
+#include <string>
 #include <memory>
 #include <vector>
 
@@ -33,10 +35,13 @@ using moved_atom = caf::atom_constant<caf::atom("moved")>;          // -> projec
 using info_atom = caf::atom_constant<caf::atom("info")>;            // -> project: describe
 using events_atom = caf::atom_constant<caf::atom("events")>;        // -> notifier
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;    // drain, then quit
+using timers_atom = caf::atom_constant<caf::atom("timers")>;        // leases, run_at, deadlines
+using purge_atom = caf::atom_constant<caf::atom("purge")>;          // retention of old tasks
 
 using event_list = std::vector<event>;
 // Change of the count of tasks per status (index = task_status).
 using status_deltas = std::array<std::int64_t, task_status_count>;
+using project_deltas = std::map<std::string, status_deltas>;
 using task_list = std::vector<task>;
 using shared_store = std::shared_ptr<persistence::task_store>;
 using shared_recovery = std::shared_ptr<persistence::recovered_state>;
@@ -48,6 +53,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::task)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::task_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::event_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::status_deltas)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::project_deltas)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::project_settings)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::task_status)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::persistence::write_batch)

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <random>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -10,9 +11,13 @@
 #include "actors/project_actor.hpp"
 #include "dispatcher/outbox.hpp"
 #include "dispatcher/policy/scheduler.hpp"
+#include "dispatcher/policy/task_timers.hpp"
 
 namespace dispatch::actors {
 namespace {
+
+using timer = task_timers::kind;
+using protocol::error_code;
 
 millis wall_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -30,6 +35,13 @@ policy::queued_task queued_view(const task& t) {
   return {t.id, t.project, t.type, t.priority, t.tags};
 }
 
+std::string idempotency_slot(const std::string& project, const std::string& key) {
+  std::string slot = project;
+  slot.push_back('\0');
+  slot += key;
+  return slot;
+}
+
 struct open_fetch {
   std::uint64_t request_id = 0;
   std::uint64_t sequence = 0;  // tells a stale fetch_end timer from the current fetch
@@ -40,7 +52,10 @@ struct worker_record {
   peer_address peer;
   caf::actor actor;
   std::optional<open_fetch> fetch;
-  std::vector<protocol::job> handed;  // jobs assigned in the current dispatch round
+  std::vector<protocol::job> handed;     // jobs assigned in the current dispatch round
+  std::unordered_set<task_id> held;      // running tasks assigned to (or adopted from) it
+  std::vector<task_id> to_cancel;        // taken back; told in the next heartbeat reply
+  std::string order = "none";            // "none", "drain" or "stop"
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
 };
@@ -61,14 +76,19 @@ struct dispatcher_state {
 
   dispatcher_actor* self = nullptr;
   dispatcher_settings settings;
+  shared_store store;
   caf::actor persistence;
   caf::actor notifier;
   std::shared_ptr<outbox> out;
 
   std::unique_ptr<policy::scheduler> policy;
-  std::unordered_map<task_id, task> live;  // pending and running
+  task_timers timers;
+  std::unordered_map<task_id, task> live;  // pending, scheduled and running
   // Tasks found running after a restart, waiting for their worker during the recovery grace.
   std::unordered_map<task_id, std::string> orphans;
+  // Idempotency keys submitted but not stored yet (project '\0' key -> id): the store cannot
+  // answer for them, and a retrying client may race its own first submit.
+  std::unordered_map<std::string, task_id> keys_in_flight;
   task_id last_id = 0;
   std::map<std::string, worker_record, std::less<>> workers;
   std::unordered_map<std::string, std::string> worker_by_peer;  // work-endpoint routing id -> id
@@ -76,10 +96,13 @@ struct dispatcher_state {
   std::map<std::string, persistence::status_counts> recovered_counts;
   std::uint64_t fetch_sequence = 0;
   bool dispatch_queued = false;
+  // Set by the first failed store write: from then on new work is refused (see PROTOCOL.md).
+  std::optional<std::string> store_failure;
+  std::minstd_rand jitter{std::random_device{}()};
 
   // Produced while handling one message, sent once at its end (see flush()).
   event_list events;
-  std::map<std::string, status_deltas, std::less<>> deltas;
+  project_deltas deltas;
   std::vector<policy::assignment> assignments;
   std::vector<policy::reserve_event> reserve_events;
 
@@ -89,8 +112,7 @@ struct dispatcher_state {
     out->send(to, id, std::move(body));
   }
 
-  void refuse(const peer_address& to, std::uint64_t id, protocol::error_code code,
-              std::string message) {
+  void refuse(const peer_address& to, std::uint64_t id, error_code code, std::string message) {
     reply(to, id, protocol::error{code, std::move(message)});
   }
 
@@ -102,11 +124,14 @@ struct dispatcher_state {
     events.push_back({kind, wall_now(), 0, {}, std::move(worker), std::move(detail)});
   }
 
-  // Records a status change for the project's counts.
-  void moved(const task& t, std::optional<task_status> from) {
+  // Moves a task to `to`, recording the change in the batch and in the project's counts.
+  void move(task& t, task_status to, persistence::write_batch& batch) {
+    const auto from = t.status;
+    t.status = to;
+    batch.put_task(t, from);
     auto& d = deltas[t.project];
-    if (from) --d[static_cast<std::size_t>(*from)];
-    ++d[static_cast<std::size_t>(t.status)];
+    --d[static_cast<std::size_t>(from)];
+    ++d[static_cast<std::size_t>(to)];
   }
 
   caf::actor& project(const std::string& name) {
@@ -137,26 +162,36 @@ struct dispatcher_state {
     self->send(self, dispatch_atom::value);
   }
 
-  // Writes a batch; the continuation runs once it is stored, the failure handler if it is not.
-  template <class OnStored, class OnFailed>
-  void store(persistence::write_batch batch, OnStored on_stored, OnFailed on_failed) {
-    self->request(persistence, caf::infinite, write_atom::value, std::move(batch))
-        .then([=](caf::ok_atom) mutable { on_stored(); },
-              [=](caf::error& e) mutable { on_failed(self->system().render(e)); });
+  void store_failed(const std::string& why) {
+    if (!store_failure) {
+      spdlog::critical("the store failed ({}); refusing new submits until restarted", why);
+      store_failure = why;
+    }
   }
 
-  // Writes a batch nobody waits for; a failure is logged (the task is then re-run after a
-  // restart, which at-least-once delivery allows).
+  // Writes a batch; the continuation runs once it is stored, the failure handler if it is not.
+  template <class OnStored, class OnFailed>
+  void store_batch(persistence::write_batch batch, OnStored on_stored, OnFailed on_failed) {
+    self->request(persistence, caf::infinite, write_atom::value, std::move(batch))
+        .then([=](caf::ok_atom) mutable { on_stored(); },
+              [=](caf::error& e) mutable {
+                const auto why = self->system().render(e);
+                store_failed(why);
+                on_failed(why);
+              });
+  }
+
+  // Writes a batch nobody waits for; a failure stops new work (store_failed) and the task runs
+  // again after a restart, which at-least-once delivery allows.
   void store_in_background(persistence::write_batch batch) {
     if (batch.empty()) return;
-    store(std::move(batch), [] {},
-          [](const std::string& why) { spdlog::error("background store write failed: {}", why); });
+    store_batch(std::move(batch), [] {}, [](const std::string&) {});
   }
 
   void acknowledge_when_stored(persistence::write_batch batch, peer_address to, std::uint64_t id) {
-    store(
+    store_batch(
         std::move(batch), [=] { reply(to, id, protocol::ok{}); },
-        [=](const std::string& why) { refuse(to, id, protocol::error_code::storage, why); });
+        [=](const std::string& why) { refuse(to, id, error_code::storage, why); });
   }
 
   worker_record* worker_of(const peer_address& from) {
@@ -169,19 +204,86 @@ struct dispatcher_state {
   worker_record* registered_or_refuse(const peer_address& from, std::uint64_t id) {
     auto* w = worker_of(from);
     if (!w)
-      refuse(from, id, protocol::error_code::not_registered,
+      refuse(from, id, error_code::not_registered,
              "this connection has not registered as a worker (register first)");
     return w;
   }
 
-  // Puts a task that was running back into the queue (worker left, lost or did not report it).
-  void requeue(task& t, persistence::write_batch& batch, event_kind kind, std::string why) {
-    const auto from = t.status;
-    t.status = task_status::pending;
+  // ---------------------------------------------------------------- task transitions
+
+  // Takes a running task off its worker: the slot, the lease, the worker's held set. With
+  // `tell_worker`, the worker is told in its next heartbeat reply to stop and drop it.
+  void release(task& t, bool tell_worker) {
+    if (orphans.erase(t.id) == 0) policy->finish(t.id, steady_now());
+    timers.clear(timer::lease, t.id);
+    t.lease_expires_at = 0;
+    if (auto w = workers.find(t.worker); w != workers.end() && w->second.held.erase(t.id) &&
+                                         tell_worker)
+      w->second.to_cancel.push_back(t.id);
+  }
+
+  void make_pending(task& t, persistence::write_batch& batch) {
+    move(t, task_status::pending, batch);
     policy->enqueue(queued_view(t));
-    batch.put_task(t, from);
-    moved(t, from);
-    emit(kind, t, std::move(why));
+    schedule_dispatch();
+  }
+
+  void make_scheduled(task& t, millis run_at, persistence::write_batch& batch) {
+    t.run_at = run_at;
+    move(t, task_status::scheduled, batch);
+    timers.set(timer::run_at, t.id, run_at);
+  }
+
+  // Puts a task that was running back into the queue at once: the worker left, was lost or did
+  // not report it. That is not the task's fault, so no backoff.
+  void requeue(task& t, persistence::write_batch& batch, std::string why) {
+    release(t, false);
+    make_pending(t, batch);
+    emit(event_kind::task_requeued, t, std::move(why));
+  }
+
+  millis backoff(std::uint32_t attempts) const {
+    const auto base = settings.retry_base.count();
+    const auto cap = settings.retry_cap.count();
+    const auto shift = std::min<std::uint32_t>(attempts > 0 ? attempts - 1 : 0, 30);
+    return std::min<millis>(cap, base << shift);
+  }
+
+  // A running attempt failed (reported failure or lease ran out). With attempts left and a
+  // retryable failure the task waits out a backoff; otherwise it ends dead (retries exhausted) or
+  // failed (the worker said retrying is useless).
+  void attempt_failed(std::unordered_map<task_id, task>::iterator it, std::string error,
+                      bool retryable, bool tell_worker, persistence::write_batch& batch) {
+    auto& t = it->second;
+    release(t, tell_worker);
+    t.error = std::move(error);
+    if (retryable && t.attempts < t.max_attempts) {
+      const auto wait = backoff(t.attempts);
+      std::uniform_int_distribution<millis> spread(wait / 2, wait);
+      make_scheduled(t, wall_now() + spread(jitter), batch);
+      emit(event_kind::task_retried, t, t.error);
+      return;
+    }
+    const auto final_status = retryable ? task_status::dead : task_status::failed;
+    auto done = finish(it, final_status, batch);
+    emit(final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed, done,
+         done.error);
+  }
+
+  // Ends a live task with a final status and removes it from the live table. A running task is
+  // taken off its worker; with `tell_worker` the worker is told to stop it (a cancellation).
+  task finish(std::unordered_map<task_id, task>::iterator it, task_status final_status,
+              persistence::write_batch& batch, bool tell_worker = false) {
+    auto& t = it->second;
+    if (t.status == task_status::running) release(t, tell_worker);
+    if (t.status == task_status::pending) policy->cancel(queued_view(t));
+    timers.clear_all(t.id);
+    t.finished_at = wall_now();
+    move(t, final_status, batch);
+    task done = std::move(t);
+    live.erase(it);
+    schedule_dispatch();  // a slot or a project cap may have opened
+    return done;
   }
 
   void answer_fetch(worker_record& w) {
@@ -200,75 +302,56 @@ struct dispatcher_state {
     if (it == workers.end()) return;
     auto& w = it->second;
     answer_fetch(w);
-    for (auto tid : policy->remove_worker(id)) {
+    policy->remove_worker(id);
+    for (auto tid : w.held) {
       auto t = live.find(tid);
       if (t == live.end() || keep.count(tid)) continue;
-      requeue(t->second, batch, event_kind::task_requeued, why);
+      t->second.lease_expires_at = 0;
+      timers.clear(timer::lease, tid);
+      make_pending(t->second, batch);
+      emit(event_kind::task_requeued, t->second, why);
     }
     worker_by_peer.erase(w.peer.routing_id);
     if (w.actor) self->send_exit(w.actor, caf::exit_reason::user_shutdown);
     workers.erase(it);
   }
 
-  // Finishes a running or pending task with a final status and removes it from the live table.
-  task finish(std::unordered_map<task_id, task>::iterator it, task_status final_status,
-              persistence::write_batch& batch) {
-    auto& t = it->second;
-    const auto from = t.status;
-    if (from == task_status::running) {
-      if (orphans.erase(t.id) == 0) policy->finish(t.id, steady_now());
-    } else {
-      policy->cancel(queued_view(t));
-    }
-    t.status = final_status;
-    t.finished_at = wall_now();
-    batch.put_task(t, from);
-    moved(t, from);
-    task done = std::move(t);
-    live.erase(it);
-    schedule_dispatch();  // a slot or a project cap may have opened
-    return done;
-  }
-
   // A complete / fail / cancel names a task that is not live: say precisely why.
   void refuse_not_live(const peer_address& to, std::uint64_t id, task_id tid) {
     if (tid != 0 && tid <= last_id)
-      refuse(to, id, protocol::error_code::invalid_state,
+      refuse(to, id, error_code::invalid_state,
              "task " + std::to_string(tid) + " is not running (it finished or was cancelled)");
     else
-      refuse(to, id, protocol::error_code::unknown_task, "no task " + std::to_string(tid));
+      refuse(to, id, error_code::unknown_task, "no task " + std::to_string(tid));
   }
 
   // Checks that `w` holds task `tid` under lease `attempt`; answers the refusal otherwise.
-  task* held_task(const peer_address& from, std::uint64_t id, const worker_record& w, task_id tid,
-                  std::uint32_t attempt) {
+  std::unordered_map<task_id, task>::iterator held_task(const peer_address& from,
+                                                        std::uint64_t id, const worker_record& w,
+                                                        task_id tid, std::uint32_t attempt) {
     auto it = live.find(tid);
     if (it == live.end()) {
       refuse_not_live(from, id, tid);
-      return nullptr;
+      return live.end();
     }
-    auto& t = it->second;
-    if (t.status != task_status::running || t.worker != w.spec.worker || orphans.count(tid)) {
-      refuse(from, id, protocol::error_code::not_owner,
-             "task " + std::to_string(tid) + " is not held by worker " + w.spec.worker);
-      return nullptr;
-    }
+    const auto& t = it->second;
     if (attempt != 0 && attempt != t.attempts) {
-      refuse(from, id, protocol::error_code::stale_lease,
+      refuse(from, id, error_code::stale_lease,
              "attempt " + std::to_string(attempt) + " of task " + std::to_string(tid) +
                  " is stale; the current attempt is " + std::to_string(t.attempts));
-      return nullptr;
+      return live.end();
     }
-    return &t;
+    if (t.status != task_status::running || !w.held.count(tid)) {
+      refuse(from, id, error_code::not_owner,
+             "task " + std::to_string(tid) + " is not held by worker " + w.spec.worker);
+      return live.end();
+    }
+    return it;
   }
 
   // ---------------------------------------------------------------- worker messages
 
   void on(const peer_address& from, std::uint64_t id, protocol::register_worker& spec) {
-    if (spec.worker.empty()) {
-      refuse(from, id, protocol::error_code::bad_field, "worker: must not be empty");
-      return;
-    }
     persistence::write_batch batch;
     const std::unordered_set<task_id> reported(spec.running.begin(), spec.running.end());
     // The same connection registering under another name gives up the old name first.
@@ -279,6 +362,7 @@ struct dispatcher_state {
 
     policy->add_worker({spec.worker, spec.types, spec.tags, spec.capacity, spec.pool},
                        steady_now());
+    auto& w = workers[spec.worker];
     // Adopt what the worker still holds: tasks it held before this registration, and tasks found
     // running under its name after a restart (orphans).
     for (auto tid : spec.running) {
@@ -288,27 +372,22 @@ struct dispatcher_state {
         continue;
       orphans.erase(tid);
       policy->adopt(queued_view(it->second), spec.worker);
+      w.held.insert(tid);
+      if (it->second.lease_expires_at)
+        timers.set(timer::lease, tid, it->second.lease_expires_at);
     }
-
-    auto& w = workers[spec.worker];
     w.peer = from;
-    w.actor = spawn_worker(self, spec.worker, from, out, settings.liveness);
+    w.actor = spawn_worker(self, spec.worker, settings.liveness);
     w.spec = std::move(spec);
     worker_by_peer[from.routing_id] = w.spec.worker;
-    spdlog::info("worker {} {} ({} pool, capacity {}, types {})", w.spec.worker,
+    spdlog::info("worker {} {} ({} pool, capacity {}, {} tasks held)", w.spec.worker,
                  reconnect ? "re-registered" : "registered", to_string(w.spec.pool),
-                 w.spec.capacity, fmt_list(w.spec.types));
+                 w.spec.capacity, w.held.size());
     emit_worker(event_kind::worker_joined, w.spec.worker, std::string(to_string(w.spec.pool)));
     store_in_background(std::move(batch));
     const auto hb = static_cast<std::uint32_t>(settings.liveness.heartbeat.count());
     reply(from, id, protocol::registered{hb, settings.liveness.liveness});
     schedule_dispatch();
-  }
-
-  static std::string fmt_list(const std::vector<std::string>& items) {
-    std::string s;
-    for (const auto& i : items) s += (s.empty() ? "" : ",") + i;
-    return s;
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::fetch& f) {
@@ -317,10 +396,13 @@ struct dispatcher_state {
     answer_fetch(*w);  // one open fetch per worker: the newer one wins
     const auto sequence = ++fetch_sequence;
     w->fetch = open_fetch{id, sequence};
-    policy->offer(w->spec.worker, f.max);
-    schedule_dispatch();
+    // A draining or stopping worker gets no new work; its fetch is answered empty at once.
+    if (w->order == "none") {
+      policy->offer(w->spec.worker, f.max);
+      schedule_dispatch();
+    }
     // A fetch that waits 0 ms is answered right after the dispatch pass queued above.
-    if (f.wait_ms == 0)
+    if (f.wait_ms == 0 || w->order != "none")
       self->send(self, fetch_end_atom::value, w->spec.worker, sequence);
     else
       self->delayed_send(self, std::chrono::milliseconds(f.wait_ms), fetch_end_atom::value,
@@ -336,12 +418,12 @@ struct dispatcher_state {
   void on(const peer_address& from, std::uint64_t id, protocol::complete& c) {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
-    auto* t = held_task(from, id, *w, c.task, c.attempt);
-    if (!t) return;
-    t->result = std::move(c.result);
+    auto it = held_task(from, id, *w, c.task, c.attempt);
+    if (it == live.end()) return;
+    it->second.result = std::move(c.result);
     ++w->completed;
     persistence::write_batch batch;
-    auto done = finish(live.find(c.task), task_status::completed, batch);
+    auto done = finish(it, task_status::completed, batch);
     emit(event_kind::task_completed, done);
     acknowledge_when_stored(std::move(batch), from, id);
   }
@@ -349,26 +431,49 @@ struct dispatcher_state {
   void on(const peer_address& from, std::uint64_t id, protocol::fail& f) {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
-    auto* t = held_task(from, id, *w, f.task, f.attempt);
-    if (!t) return;
+    auto it = held_task(from, id, *w, f.task, f.attempt);
+    if (it == live.end()) return;
     ++w->failed;
-    t->error = std::move(f.error);
     persistence::write_batch batch;
-    if (f.retryable && t->attempts < t->max_attempts) {
-      policy->finish(t->id, steady_now());
-      requeue(*t, batch, event_kind::task_retried, t->error);
-      schedule_dispatch();
-    } else {
-      const auto final_status = f.retryable ? task_status::dead : task_status::failed;
-      auto done = finish(live.find(f.task), final_status, batch);
-      emit(final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed,
-           done, done.error);
-    }
+    attempt_failed(it, std::move(f.error), f.retryable, false, batch);
     acknowledge_when_stored(std::move(batch), from, id);
   }
 
+  void on(const peer_address& from, std::uint64_t id, protocol::extend& e) {
+    auto* w = registered_or_refuse(from, id);
+    if (!w) return;
+    auto it = held_task(from, id, *w, e.task, e.attempt);
+    if (it == live.end()) return;
+    auto& t = it->second;
+    t.lease_expires_at = wall_now() + (e.extend_ms ? e.extend_ms : t.timeout_ms);
+    timers.set(timer::lease, t.id, t.lease_expires_at);
+    // The new lease is kept in memory at once and stored in the background: after a crash the
+    // worker re-registers and the stored, shorter lease is the worst case.
+    persistence::write_batch batch;
+    batch.put_task(t, t.status);
+    store_in_background(std::move(batch));
+    reply(from, id, protocol::ok{});
+  }
+
   void on(const peer_address& from, std::uint64_t id, protocol::heartbeat&) {
-    if (auto* w = registered_or_refuse(from, id)) self->send(w->actor, heartbeat_atom::value, id);
+    auto* w = registered_or_refuse(from, id);
+    if (!w) return;
+    self->send(w->actor, heartbeat_atom::value);
+    protocol::heartbeat_reply r;
+    r.order = w->order;
+    r.cancel = std::move(w->to_cancel);
+    w->to_cancel.clear();
+    // Warn about leases that end within two heartbeats or a quarter of their timeout, whichever
+    // is longer: a worker that wants to extend then has at least one heartbeat to do it.
+    const auto now = wall_now();
+    const auto hb = settings.liveness.heartbeat.count();
+    for (auto tid : w->held) {
+      auto t = live.find(tid);
+      if (t == live.end() || !t->second.lease_expires_at) continue;
+      const millis window = std::max<millis>(2 * hb, t->second.timeout_ms / 4);
+      if (t->second.lease_expires_at - now <= window) r.expiring.push_back(tid);
+    }
+    reply(from, id, std::move(r));
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::goodbye&) {
@@ -380,7 +485,6 @@ struct dispatcher_state {
     spdlog::info("worker {} left", name);
     emit_worker(event_kind::worker_left, name);
     acknowledge_when_stored(std::move(batch), from, id);
-    schedule_dispatch();
   }
 
   void on_lost(const std::string& worker, const caf::actor& reporter) {
@@ -394,17 +498,42 @@ struct dispatcher_state {
                  settings.liveness.heartbeat.count() * settings.liveness.liveness);
     emit_worker(event_kind::worker_lost, worker);
     store_in_background(std::move(batch));
-    schedule_dispatch();
   }
 
   // ---------------------------------------------------------------- producer messages
 
+  // The task an idempotency key already names, if it was used within the window.
+  std::optional<task_id> known_key(const std::string& project, const std::string& key,
+                                   millis now) {
+    if (auto it = keys_in_flight.find(idempotency_slot(project, key)); it != keys_in_flight.end())
+      return it->second;
+    std::optional<task_id> found;
+    const auto s = store->find_idempotent(project, key, now - settings.idempotency_window.count(),
+                                          found);
+    if (!s.is_ok()) spdlog::error("idempotency lookup failed: {}", s.to_string());
+    return found;
+  }
+
   void on(const peer_address& from, std::uint64_t id, protocol::submit& s) {
+    if (store_failure) {
+      refuse(from, id, error_code::storage,
+             "the store is failing (" + *store_failure + "); no new tasks are accepted");
+      return;
+    }
     auto tasks = std::make_shared<std::vector<task>>();
     tasks->reserve(s.tasks.size());
+    auto ids = std::make_shared<std::vector<task_id>>();
+    ids->reserve(s.tasks.size());
+    auto keys = std::make_shared<std::vector<std::string>>();
     persistence::write_batch batch;
     const auto now = wall_now();
     for (auto& spec : s.tasks) {
+      if (!spec.idempotency_key.empty()) {
+        if (auto known = known_key(spec.project, spec.idempotency_key, now)) {
+          ids->push_back(*known);  // a repeat: answer with the first task, create nothing
+          continue;
+        }
+      }
       task t;
       t.id = ++last_id;
       t.project = std::move(spec.project);
@@ -413,34 +542,61 @@ struct dispatcher_state {
       t.payload = std::move(spec.payload);
       t.tags = std::move(spec.tags);
       t.max_attempts = spec.max_attempts;
+      t.timeout_ms = spec.timeout_ms;
+      t.deadline = spec.deadline;
+      t.idempotency_key = std::move(spec.idempotency_key);
       t.created_at = now;
+      t.run_at = spec.run_at ? spec.run_at : spec.delay_ms ? now + spec.delay_ms : 0;
+      t.status = t.run_at > now ? task_status::scheduled : task_status::pending;
+      if (!t.idempotency_key.empty()) {
+        auto slot = idempotency_slot(t.project, t.idempotency_key);
+        keys_in_flight.emplace(slot, t.id);
+        keys->push_back(std::move(slot));
+        batch.put_idempotency(t.project, t.idempotency_key, t.id, now);
+      }
       batch.put_task(t, std::nullopt);
+      ids->push_back(t.id);
       tasks->push_back(std::move(t));
     }
     batch.set_last_id(last_id);
     // Tasks enter the queue only once stored: a worker can never run a task the store would
     // forget in a crash, and the producer's acknowledgement means "durable".
-    store(
+    store_batch(
         std::move(batch),
         [=] {
-          protocol::submitted ack;
-          ack.ids.reserve(tasks->size());
+          for (const auto& slot : *keys) keys_in_flight.erase(slot);
           for (auto& t : *tasks) {
-            ack.ids.push_back(t.id);
             project(t.project);  // the project exists from its first task on
-            policy->enqueue(queued_view(t));
-            moved(t, std::nullopt);
+            ++deltas[t.project][static_cast<std::size_t>(t.status)];
             emit(event_kind::task_submitted, t);
+            if (t.status == task_status::scheduled) {
+              timers.set(timer::run_at, t.id, t.run_at);
+              emit(event_kind::task_scheduled, t);
+            } else {
+              policy->enqueue(queued_view(t));
+            }
+            if (t.deadline) timers.set(timer::deadline, t.id, t.deadline);
             const auto tid = t.id;
             live.emplace(tid, std::move(t));
           }
-          reply(from, id, std::move(ack));
+          reply(from, id, protocol::submitted{*ids});
           schedule_dispatch();
           flush();
         },
         [=](const std::string& why) {
-          refuse(from, id, protocol::error_code::storage, "tasks not stored: " + why);
+          for (const auto& slot : *keys) keys_in_flight.erase(slot);
+          refuse(from, id, error_code::storage, "tasks not stored: " + why);
         });
+  }
+
+  // Answers with a task that is not live (finished), read from the store.
+  template <class Found>
+  void with_stored_task(const peer_address& from, std::uint64_t id, task_id tid, Found found) {
+    self->request(persistence, caf::infinite, find_atom::value, tid)
+        .then([=](task& t) mutable { found(t); },
+              [=](caf::error&) {
+                refuse(from, id, error_code::unknown_task, "no task " + std::to_string(tid));
+              });
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::get_task& g) {
@@ -448,12 +604,8 @@ struct dispatcher_state {
       reply(from, id, protocol::task_info{it->second});
       return;
     }
-    self->request(persistence, caf::infinite, find_atom::value, g.task)
-        .then([=](task& t) { reply(from, id, protocol::task_info{std::move(t)}); },
-              [=](caf::error&) {
-                refuse(from, id, protocol::error_code::unknown_task,
-                       "no task " + std::to_string(g.task));
-              });
+    with_stored_task(from, id, g.task,
+                     [=](task& t) { reply(from, id, protocol::task_info{std::move(t)}); });
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::cancel& c) {
@@ -463,7 +615,7 @@ struct dispatcher_state {
       return;
     }
     persistence::write_batch batch;
-    auto done = finish(it, task_status::cancelled, batch);
+    auto done = finish(it, task_status::cancelled, batch, true);
     emit(event_kind::task_cancelled, done);
     acknowledge_when_stored(std::move(batch), from, id);
   }
@@ -478,12 +630,90 @@ struct dispatcher_state {
     self->request(persistence, caf::infinite, list_atom::value, filter)
         .then([=](task_list& tasks) { reply(from, id, protocol::task_list{std::move(tasks)}); },
               [=](caf::error& e) {
-                refuse(from, id, protocol::error_code::storage, self->system().render(e));
+                refuse(from, id, error_code::storage, self->system().render(e));
               });
   }
 
+  // A dead, failed or cancelled task goes back to the queue with a fresh set of attempts.
+  void on(const peer_address& from, std::uint64_t id, protocol::retry_task& r) {
+    if (live.count(r.task)) {
+      refuse(from, id, error_code::invalid_state,
+             "task " + std::to_string(r.task) + " has not finished; only finished tasks retry");
+      return;
+    }
+    with_stored_task(from, id, r.task, [=](task& stored) {
+      if (stored.status == task_status::completed || live.count(stored.id)) {
+        refuse(from, id, error_code::invalid_state,
+               "task " + std::to_string(stored.id) + " is " + std::string(to_string(stored.status)) +
+                   "; only dead, failed or cancelled tasks can be retried");
+        return;
+      }
+      auto t = std::make_shared<task>(std::move(stored));
+      t->attempts = 0;
+      t->finished_at = 0;
+      t->overdue = false;
+      t->run_at = 0;
+      persistence::write_batch batch;
+      const auto from_status = t->status;
+      t->status = task_status::pending;
+      batch.put_task(*t, from_status);
+      store_batch(
+          std::move(batch),
+          [=] {
+            auto& d = deltas[t->project];
+            --d[static_cast<std::size_t>(from_status)];
+            ++d[static_cast<std::size_t>(task_status::pending)];
+            policy->enqueue(queued_view(*t));
+            if (t->deadline) timers.set(timer::deadline, t->id, t->deadline);
+            emit(event_kind::task_requeued, *t, "retried by an operator");
+            live.emplace(t->id, std::move(*t));
+            reply(from, id, protocol::ok{});
+            schedule_dispatch();
+            flush();
+          },
+          [=](const std::string& why) { refuse(from, id, error_code::storage, why); });
+    });
+  }
+
+  void on(const peer_address& from, std::uint64_t id, protocol::remove_task& r) {
+    if (live.count(r.task)) {
+      refuse(from, id, error_code::invalid_state,
+             "task " + std::to_string(r.task) + " has not finished; cancel it first");
+      return;
+    }
+    with_stored_task(from, id, r.task, [=](task& t) {
+      persistence::write_batch batch;
+      batch.remove_task(t);
+      const auto project_name = t.project;
+      const auto status_index = static_cast<std::size_t>(t.status);
+      store_batch(
+          std::move(batch),
+          [=] {
+            --deltas[project_name][status_index];
+            reply(from, id, protocol::ok{});
+            flush();
+          },
+          [=](const std::string& why) { refuse(from, id, error_code::storage, why); });
+    });
+  }
+
+  void on(const peer_address& from, std::uint64_t id, protocol::worker_order& o) {
+    auto it = workers.find(o.worker);
+    if (it == workers.end()) {
+      refuse(from, id, error_code::unknown_worker, "no connected worker " + o.worker);
+      return;
+    }
+    auto& w = it->second;
+    w.order = o.order == "resume" ? "none" : o.order;
+    if (w.order != "none") answer_fetch(w);  // no new work from now on
+    spdlog::info("worker {}: operator order {}", o.worker, o.order);
+    emit_worker(event_kind::worker_ordered, o.worker, o.order);
+    reply(from, id, protocol::ok{});
+    schedule_dispatch();
+  }
+
   std::vector<protocol::worker_info> describe_workers() const {
-    std::vector<protocol::worker_info> out;
+    std::vector<protocol::worker_info> result;
     for (const auto& [name, w] : workers) {
       protocol::worker_info info;
       info.id = name;
@@ -493,17 +723,19 @@ struct dispatcher_state {
       info.failed = w.failed;
       info.types = w.spec.types;
       info.tags = w.spec.tags;
+      info.running = static_cast<std::uint32_t>(w.held.size());
       info.state = "active";
       if (auto view = policy->worker(name)) {
-        info.running = view->running;
         info.pool = view->pool;
         info.state = view->state == policy::worker_state::active    ? "active"
                      : view->state == policy::worker_state::engaged ? "engaged"
                                                                     : "standby";
       }
-      out.push_back(std::move(info));
+      if (w.order == "drain") info.state = "draining";
+      if (w.order == "stop") info.state = "stopping";
+      result.push_back(std::move(info));
     }
-    return out;
+    return result;
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::list_workers&) {
@@ -523,20 +755,20 @@ struct dispatcher_state {
       done(g->projects);
       return;
     }
+    auto one_answered = [=]() mutable {
+      if (--g->missing != 0) return;
+      std::sort(g->projects.begin(), g->projects.end(),
+                [](const auto& a, const auto& b) { return a.name < b.name; });
+      done(g->projects);
+    };
     for (const auto& [name, actor] : projects) {
       self->request(actor, std::chrono::seconds(5), info_atom::value)
           .then(
               [=](protocol::project_info& info) mutable {
                 g->projects.push_back(std::move(info));
-                if (--g->missing == 0) {
-                  std::sort(g->projects.begin(), g->projects.end(),
-                            [](const auto& a, const auto& b) { return a.name < b.name; });
-                  done(g->projects);
-                }
+                one_answered();
               },
-              [=](caf::error&) mutable {
-                if (--g->missing == 0) done(g->projects);
-              });
+              [=](caf::error&) mutable { one_answered(); });
     }
   }
 
@@ -581,7 +813,7 @@ struct dispatcher_state {
               schedule_dispatch();
             },
             [=](caf::error& e) {
-              refuse(from, id, protocol::error_code::storage, self->system().render(e));
+              refuse(from, id, error_code::storage, self->system().render(e));
             });
   }
 
@@ -617,16 +849,17 @@ struct dispatcher_state {
     for (const auto& a : assignments) {
       auto& t = live.at(a.task);
       auto& w = workers.find(a.worker)->second;
-      const auto from = t.status;
-      t.status = task_status::running;
       t.worker = w.spec.worker;
       t.assigned_at = now;
+      t.lease_expires_at = now + t.timeout_ms;
       ++t.attempts;
-      batch.put_task(t, from);
-      moved(t, from);
+      move(t, task_status::running, batch);
+      timers.set(timer::lease, t.id, t.lease_expires_at);
+      w.held.insert(t.id);
       emit(event_kind::task_assigned, t);
       if (w.handed.empty()) served.push_back(&w);
-      w.handed.push_back({t.id, t.project, t.type, t.priority, t.payload, t.attempts});
+      w.handed.push_back(
+          {t.id, t.project, t.type, t.priority, t.payload, t.attempts, t.timeout_ms});
     }
     // The jobs leave before the write lands: if the dispatcher dies in between, the store still
     // says pending and the task runs again, which at-least-once delivery allows.
@@ -645,6 +878,39 @@ struct dispatcher_state {
       emit_worker(engaged ? event_kind::reserve_engaged : event_kind::reserve_released, e.worker);
       if (engaged) schedule_dispatch();
     }
+    run_timers();
+  }
+
+  // Acts on every timer that came due: scheduled tasks become pending, expired leases count as
+  // failed attempts, passed deadlines mark tasks overdue (once; the flag is stored).
+  void run_timers() {
+    const auto now = wall_now();
+    persistence::write_batch batch;
+    for (auto tid : timers.take_due(timer::run_at, now)) {
+      auto it = live.find(tid);
+      if (it != live.end() && it->second.status == task_status::scheduled)
+        make_pending(it->second, batch);
+    }
+    for (auto tid : timers.take_due(timer::lease, now)) {
+      auto it = live.find(tid);
+      if (it == live.end() || it->second.status != task_status::running) continue;
+      const auto& t = it->second;
+      auto why = "lease of " + std::to_string(t.timeout_ms) + " ms expired on worker " +
+                 t.worker + " (attempt " + std::to_string(t.attempts) + ")";
+      emit(event_kind::task_expired, t, why);
+      spdlog::warn("task {}: {}", tid, why);
+      if (auto w = workers.find(t.worker); w != workers.end()) ++w->second.failed;
+      attempt_failed(it, std::move(why), true, true, batch);
+    }
+    for (auto tid : timers.take_due(timer::deadline, now)) {
+      auto it = live.find(tid);
+      if (it == live.end() || it->second.overdue) continue;
+      auto& t = it->second;
+      t.overdue = true;
+      batch.put_task(t, t.status);
+      emit(event_kind::task_overdue, t, "deadline passed before completion");
+    }
+    store_in_background(std::move(batch));
   }
 
   void end_recovery_grace() {
@@ -652,15 +918,39 @@ struct dispatcher_state {
     persistence::write_batch batch;
     for (const auto& [tid, worker] : orphans) {
       auto it = live.find(tid);
-      if (it != live.end())
-        requeue(it->second, batch, event_kind::task_requeued,
-                "its worker did not report it after a restart");
+      if (it == live.end()) continue;
+      it->second.lease_expires_at = 0;
+      make_pending(it->second, batch);
+      emit(event_kind::task_requeued, it->second, "its worker did not report it after a restart");
     }
     spdlog::info("{} tasks running before the restart went back to the queue", orphans.size());
     orphans.clear();
     store_in_background(std::move(batch));
-    schedule_dispatch();
   }
+
+  // Asks the persistence actor to remove finished tasks and idempotency keys older than their
+  // retention; it answers with the count changes, and whether more is left to remove.
+  void run_purge() {
+    const auto now = wall_now();
+    self->request(persistence, caf::infinite, purge_atom::value,
+                  now - settings.retention.count(), now - settings.idempotency_window.count())
+        .then(
+            [=](const project_deltas& removed, bool more) {
+              for (const auto& [name, d] : removed) {
+                auto& mine = deltas[name];
+                for (std::size_t i = 0; i < d.size(); ++i) mine[i] += d[i];
+              }
+              flush();
+              // Spread a large backlog over many short steps, so writes never wait long on it.
+              self->delayed_send(self, more ? std::chrono::milliseconds(100) : purge_interval,
+                                 purge_atom::value);
+            },
+            [=](caf::error& e) {
+              spdlog::error("retention purge failed: {}", self->system().render(e));
+              self->delayed_send(self, purge_interval, purge_atom::value);
+            });
+  }
+  static constexpr std::chrono::minutes purge_interval{10};
 
   void recover(persistence::recovered_state& r) {
     last_id = r.last_id;
@@ -669,21 +959,26 @@ struct dispatcher_state {
     for (const auto& [name, s] : r.projects) project(name);
     for (const auto& [name, c] : recovered_counts) project(name);
     std::size_t pending = 0;
+    std::size_t scheduled = 0;
     for (auto& t : r.live) {
       last_id = std::max(last_id, t.id);
       if (t.status == task_status::running) {
         orphans.emplace(t.id, t.worker);
+      } else if (t.status == task_status::scheduled) {
+        timers.set(timer::run_at, t.id, t.run_at);
+        ++scheduled;
       } else {
         policy->enqueue(queued_view(t));
         ++pending;
       }
+      if (t.deadline && !t.overdue) timers.set(timer::deadline, t.id, t.deadline);
       const auto tid = t.id;
       live.emplace(tid, std::move(t));
     }
     r.live.clear();
     if (!live.empty())
-      spdlog::info("recovered {} pending and {} running tasks (last id {})", pending,
-                   orphans.size(), last_id);
+      spdlog::info("recovered {} pending, {} scheduled and {} running tasks (last id {})",
+                   pending, scheduled, orphans.size(), last_id);
     if (!orphans.empty())
       self->delayed_send(self, settings.recovery_grace, grace_end_atom::value);
   }
@@ -696,11 +991,12 @@ std::chrono::milliseconds tick_interval(const dispatcher_settings& s) {
 }
 
 caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
-                         shared_recovery recovered, caf::actor persistence, caf::actor notifier,
-                         std::shared_ptr<outbox> out) {
+                         shared_recovery recovered, shared_store store, caf::actor persistence,
+                         caf::actor notifier, std::shared_ptr<outbox> out) {
   auto& st = self->state;
   st.self = self;
   st.settings = settings;
+  st.store = std::move(store);
   st.persistence = std::move(persistence);
   st.notifier = std::move(notifier);
   st.out = std::move(out);
@@ -709,6 +1005,7 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   st.recover(*recovered);
   recovered.reset();
   self->send(self, tick_atom::value);
+  self->delayed_send(self, std::chrono::seconds(5), purge_atom::value);
   return {
       [=](inbound_atom, inbound& in) {
         auto& s = self->state;
@@ -735,16 +1032,18 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
         self->state.end_recovery_grace();
         self->state.flush();
       },
+      [=](purge_atom) { self->state.run_purge(); },
   };
 }
 
 }  // namespace
 
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
-                            shared_recovery recovered, caf::actor persistence,
-                            caf::actor notifier, std::shared_ptr<outbox> out) {
-  return system.spawn(dispatcher, settings, std::move(recovered), std::move(persistence),
-                      std::move(notifier), std::move(out));
+                            shared_recovery recovered, shared_store store,
+                            caf::actor persistence, caf::actor notifier,
+                            std::shared_ptr<outbox> out) {
+  return system.spawn(dispatcher, settings, std::move(recovered), std::move(store),
+                      std::move(persistence), std::move(notifier), std::move(out));
 }
 
 }  // namespace dispatch::actors

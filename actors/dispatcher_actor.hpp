@@ -28,10 +28,21 @@ struct dispatcher_settings {
   // After a restart, tasks that were running wait this long for their worker to re-register and
   // report them before they go back to the queue.
   std::chrono::milliseconds recovery_grace{5000};
+  // A failed attempt waits min(retry_cap, retry_base * 2^(attempt-1)), scaled by a random
+  // factor in [0.5, 1] so that tasks that failed together do not return together.
+  std::chrono::milliseconds retry_base{1000};
+  std::chrono::milliseconds retry_cap{300000};
+  // A repeated idempotency key within this window returns the first task.
+  std::chrono::milliseconds idempotency_window{24 * 3600 * 1000};
+  // Finished tasks are removed this long after they finished.
+  std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
 };
 
+// `store` is used for point reads only (idempotency keys); every write goes through
+// `persistence`.
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
-                            shared_recovery recovered, caf::actor persistence,
-                            caf::actor notifier, std::shared_ptr<outbox> out);
+                            shared_recovery recovered, shared_store store,
+                            caf::actor persistence, caf::actor notifier,
+                            std::shared_ptr<outbox> out);
 
 }  // namespace dispatch::actors

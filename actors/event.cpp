@@ -12,9 +12,13 @@ std::string_view to_string(event_kind k) {
     case event_kind::task_dead: return "task.dead";
     case event_kind::task_cancelled: return "task.cancelled";
     case event_kind::task_requeued: return "task.requeued";
+    case event_kind::task_scheduled: return "task.scheduled";
+    case event_kind::task_expired: return "task.expired";
+    case event_kind::task_overdue: return "task.overdue";
     case event_kind::worker_joined: return "worker.joined";
     case event_kind::worker_left: return "worker.left";
     case event_kind::worker_lost: return "worker.lost";
+    case event_kind::worker_ordered: return "worker.ordered";
     case event_kind::reserve_engaged: return "reserve.engaged";
     case event_kind::reserve_released: return "reserve.released";
     case event_kind::project_paused: return "project.paused";

@@ -19,9 +19,13 @@ enum class event_kind : std::uint8_t {
   task_dead,
   task_cancelled,
   task_requeued,  // handed back by a worker that left, was lost, or did not report it
+  task_scheduled,  // waits for its run_at: a delayed submit or the backoff before a retry
+  task_expired,   // its lease ran out: the attempt counts as failed
+  task_overdue,   // its deadline passed before it completed
   worker_joined,
   worker_left,
   worker_lost,
+  worker_ordered,  // an operator told it to drain, stop or resume
   reserve_engaged,
   reserve_released,
   project_paused,

@@ -7,7 +7,7 @@
 namespace dispatch::actors {
 namespace {
 
-bool is_task_event(event_kind k) { return k <= event_kind::task_requeued; }
+bool is_task_event(event_kind k) { return k <= event_kind::task_overdue; }
 
 struct notifier_state {
   std::uint64_t delivered = 0;

@@ -15,6 +15,26 @@ struct persistence_state {
 
 using persistence_actor = caf::stateful_actor<persistence_state>;
 
+// Items one purge step removes at most: small enough that writes queued behind it never wait long.
+constexpr std::size_t purge_step = 2000;
+
+project_deltas count_changes(const std::map<std::string, persistence::status_counts>& before,
+                             const std::map<std::string, persistence::status_counts>& after) {
+  project_deltas changes;
+  for (const auto& [name, now] : after) {
+    const auto was = before.find(name);
+    status_deltas d{};
+    bool changed = false;
+    for (std::size_t i = 0; i < d.size(); ++i) {
+      const auto old = was == before.end() ? 0 : was->second[i];
+      d[i] = static_cast<std::int64_t>(now[i]) - static_cast<std::int64_t>(old);
+      changed = changed || d[i] != 0;
+    }
+    if (changed) changes.emplace(name, d);
+  }
+  return changes;
+}
+
 void flush(persistence_actor* self) {
   auto& st = self->state;
   st.flush_queued = false;
@@ -59,6 +79,15 @@ caf::behavior persistence(persistence_actor* self, shared_store store) {
         const auto s = self->state.store->list(filter, out);
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return out;
+      },
+      [=](purge_atom, millis finished_before, millis keys_before)
+          -> caf::result<project_deltas, bool> {
+        auto& store = *self->state.store;
+        const auto before = store.counts();
+        persistence::purge_result outcome;
+        const auto s = store.purge(finished_before, keys_before, purge_step, outcome);
+        if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
+        return caf::result<project_deltas, bool>(count_changes(before, store.counts()), outcome.more);
       },
       [=](shutdown_atom) {
         flush(self);

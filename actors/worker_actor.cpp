@@ -1,7 +1,6 @@
 #include "actors/worker_actor.hpp"
 
 #include "actors/atoms.hpp"
-#include "dispatcher/outbox.hpp"
 
 namespace dispatch::actors {
 namespace {
@@ -10,8 +9,6 @@ using steady = std::chrono::steady_clock;
 
 struct worker_state {
   std::string worker;
-  peer_address peer;
-  std::shared_ptr<outbox> out;
   caf::actor dispatcher;
   liveness_settings settings;
   steady::time_point last_heartbeat;
@@ -20,22 +17,16 @@ struct worker_state {
 
 using worker_actor = caf::stateful_actor<worker_state>;
 
-caf::behavior worker_behavior(worker_actor* self, std::string id, peer_address peer,
-                     std::shared_ptr<outbox> out, caf::actor dispatcher,
-                     liveness_settings settings) {
+caf::behavior worker_behavior(worker_actor* self, std::string id, caf::actor dispatcher,
+                              liveness_settings settings) {
   auto& st = self->state;
   st.worker = std::move(id);
-  st.peer = std::move(peer);
-  st.out = std::move(out);
   st.dispatcher = std::move(dispatcher);
   st.settings = settings;
   st.last_heartbeat = steady::now();  // registering counts as a sign of life
   self->delayed_send(self, settings.heartbeat, liveness_atom::value);
   return {
-      [=](heartbeat_atom, std::uint64_t request_id) {
-        self->state.last_heartbeat = steady::now();
-        self->state.out->send(self->state.peer, request_id, protocol::ok{});
-      },
+      [=](heartbeat_atom) { self->state.last_heartbeat = steady::now(); },
       [=](liveness_atom) {
         auto& s = self->state;
         const auto silent = steady::now() - s.last_heartbeat;
@@ -52,10 +43,10 @@ caf::behavior worker_behavior(worker_actor* self, std::string id, peer_address p
 
 }  // namespace
 
-caf::actor spawn_worker(caf::local_actor* dispatcher, std::string worker, peer_address peer,
-                        std::shared_ptr<outbox> out, liveness_settings settings) {
-  return dispatcher->spawn(worker_behavior, std::move(worker), std::move(peer), std::move(out),
-                                        caf::actor_cast<caf::actor>(dispatcher), settings);
+caf::actor spawn_worker(caf::local_actor* dispatcher, std::string worker,
+                        liveness_settings settings) {
+  return dispatcher->spawn(worker_behavior, std::move(worker),
+                           caf::actor_cast<caf::actor>(dispatcher), settings);
 }
 
 }  // namespace dispatch::actors

@@ -1,23 +1,17 @@
-// One actor per connected worker: it answers the worker's heartbeats and watches its liveness.
-// When no heartbeat arrived for liveness * heartbeat, it tells the dispatcher the worker is lost
-// and stops; the dispatcher then hands the worker's tasks back to the queue.
+// One actor per connected worker: its liveness clock. The dispatcher tells it of every heartbeat
+// (and answers the heartbeat itself, since the answer carries orders and lease warnings drawn from
+// the dispatcher's state). When no heartbeat arrived for liveness * heartbeat, it tells the
+// dispatcher the worker is lost and stops; the dispatcher then hands the worker's tasks back.
 //
-//   (heartbeat_atom, request id)  -> replies "ok" to the worker
+//   (heartbeat_atom)  the worker is alive
 //   to the dispatcher: (lost_atom, worker id, this actor)
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <memory>
 #include <string>
 
 #include <caf/fwd.hpp>
-
-#include "dispatcher/envelope.hpp"
-
-namespace dispatch {
-class outbox;
-}
 
 namespace dispatch::actors {
 
@@ -26,7 +20,7 @@ struct liveness_settings {
   std::uint32_t liveness = 3;
 };
 
-caf::actor spawn_worker(caf::local_actor* dispatcher, std::string worker, peer_address peer,
-                        std::shared_ptr<outbox> out, liveness_settings settings);
+caf::actor spawn_worker(caf::local_actor* dispatcher, std::string worker,
+                        liveness_settings settings);
 
 }  // namespace dispatch::actors

@@ -33,6 +33,10 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
       {format_duration(out.reserve_cooldown), &out.reserve_cooldown},
       {format_duration(out.heartbeat), &out.heartbeat},
       {format_duration(out.recovery_grace), &out.recovery_grace},
+      {format_duration(out.retry_base), &out.retry_base},
+      {format_duration(out.retry_cap), &out.retry_cap},
+      {format_duration(out.idempotency_window), &out.idempotency_window},
+      {format_duration(out.retention), &out.retention},
   };
 
   app.add_option("--data-dir", out.data_dir, "Directory of the RocksDB store")->capture_default_str();
@@ -56,6 +60,21 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
       ->capture_default_str();
   app.add_option("--recovery-grace", durations[3].text,
                  "After a restart, how long running tasks wait for their worker to report them")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--retry-base", durations[4].text,
+                 "Backoff before the second attempt; doubles per attempt, with jitter")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--retry-cap", durations[5].text, "Longest backoff between attempts")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--idempotency-window", durations[6].text,
+                 "How long an idempotency key keeps returning its first task")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--retention", durations[7].text,
+                 "Finished tasks are removed this long after they finished")
       ->check(duration_check)
       ->capture_default_str();
   app.add_option("--durability", durability,

@@ -20,6 +20,10 @@ struct daemon_config {
   std::chrono::milliseconds heartbeat{1000};
   std::uint32_t liveness = 3;
   std::chrono::milliseconds recovery_grace{5000};
+  std::chrono::milliseconds retry_base{1000};
+  std::chrono::milliseconds retry_cap{300000};
+  std::chrono::milliseconds idempotency_window{24 * 3600 * 1000};
+  std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
   persistence::durability durability = persistence::durability::wal;
   std::size_t max_frame = 1 << 20;
   std::size_t threads = 0;  // actor scheduler threads; 0 = one per core

@@ -13,7 +13,8 @@ const char* endpoint_refusal(endpoint_kind where, const protocol::request_body& 
         constexpr bool worker_message =
             std::is_same_v<T, register_worker> || std::is_same_v<T, fetch> ||
             std::is_same_v<T, complete> || std::is_same_v<T, fail> ||
-            std::is_same_v<T, heartbeat> || std::is_same_v<T, goodbye>;
+            std::is_same_v<T, heartbeat> || std::is_same_v<T, goodbye> ||
+            std::is_same_v<T, extend>;
         constexpr bool producer_message = std::is_same_v<T, submit> ||
                                           std::is_same_v<T, get_task> || std::is_same_v<T, cancel>;
         if constexpr (producer_message) {

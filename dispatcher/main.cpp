@@ -75,8 +75,12 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.scale_interval = cfg.scale_interval;
   settings.reserve_cooldown = cfg.reserve_cooldown;
   settings.recovery_grace = cfg.recovery_grace;
-  dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), persistence,
-                                        notifier, out);
+  settings.retry_base = cfg.retry_base;
+  settings.retry_cap = cfg.retry_cap;
+  settings.idempotency_window = cfg.idempotency_window;
+  settings.retention = cfg.retention;
+  dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
+                                        persistence, notifier, out);
 
   std::atomic<bool> stop{false};
   std::thread io_thread([&] { io.run(stop); });
@@ -107,6 +111,9 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A write past a file size limit must fail with EFBIG, which the store reports, rather than
+  // kill the daemon.
+  std::signal(SIGXFSZ, SIG_IGN);
   const auto signals = shutdown_signals();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   dispatch::daemon_config cfg;

@@ -1,14 +1,24 @@
-// Durable home of every task, project setting and the id counter, on RocksDB.
+// Durable home of every task, project setting, idempotency key and the id counter, on RocksDB.
 //
 // Contract:
 //  * apply() writes a batch atomically: after it returns ok, every change in it survives a crash
 //    of the process (RocksDB WAL), and with durability::fsync also a power loss. If it returns an
-//    error, none of the batch is visible.
-//  * Unfinished tasks (pending, running) live apart from finished ones, so that open() and
-//    recovery read only the live set however many finished tasks the store holds.
+//    error, none of the batch is visible and counts() is unchanged. When RocksDB refuses the write
+//    (disk full, file too large, a store turned read-only by an earlier background error, ...)
+//    the error is io_error and its message says "refused the write" followed by RocksDB's reason.
+//    RocksDB may keep refusing writes after such an error until the store is reopened.
+//  * apply() does no reads: a batch is staged from what the caller states (`previous`, the
+//    status of a removed task), so group commit costs one RocksDB write however many tasks.
+//  * Unfinished tasks (pending, running, scheduled) live apart from finished ones, so that
+//    open() and recovery read only the live set however many finished tasks the store holds.
 //  * The store keeps a count of tasks per project and status, updated in the same batch as the
-//    tasks, so counts never drift from the stored tasks and need no scan at start.
-//  * One writer at a time (the persistence actor); reads may come from any thread.
+//    tasks (puts, removals and purges alike), so counts never drift from the stored tasks as long
+//    as callers state statuses truthfully, and need no scan at start.
+//  * Idempotency entries (project, key) -> (task id, created_at) are stored apart from tasks and
+//    have their own retention: removing or purging a task leaves its entry, and an entry may
+//    outlive its task, so a caller that finds an id must be ready for get() to say not_found.
+//  * One writer at a time (the persistence actor): apply() and purge() must not run
+//    concurrently. Reads (recover, get, list, find_idempotent, counts) may come from any thread.
 #pragma once
 
 #include <array>
@@ -43,33 +53,58 @@ class write_batch {
   // new task); the per-project counts move from it to t.status.
   void put_task(const task& t, std::optional<task_status> previous);
   void put_project(const std::string& name, const project_settings& settings);
+  // Deletes a task, from "done" if t.status is final, else from "live", and takes it off its
+  // project's count for t.status. t.status must be the status the store holds (as `previous`
+  // for put_task); only id, project and status are used. The task's idempotency entry stays.
+  void remove_task(const task& t);
+  // Records that `key` in `project` was used by task `id`, submitted at `created_at`; a later
+  // entry for the same project and key replaces it. The key must not be empty and the project
+  // must not contain '\0' (it separates the two in the stored key); apply() rejects the batch
+  // otherwise.
+  void put_idempotency(const std::string& project, const std::string& key, task_id id,
+                       millis created_at);
   // Highest id handed out so far; recovery continues after it.
   void set_last_id(task_id id);
 
-  bool empty() const { return tasks_.empty() && projects_.empty() && !last_id_; }
-  std::size_t size() const { return tasks_.size() + projects_.size() + (last_id_ ? 1 : 0); }
+  bool empty() const {
+    return tasks_.empty() && projects_.empty() && keys_.empty() && !last_id_;
+  }
+  std::size_t size() const {
+    return tasks_.size() + projects_.size() + keys_.size() + (last_id_ ? 1 : 0);
+  }
   void clear();
-  // Moves every change of `other` behind this batch's own (group commit).
+  // Moves every change of `other` behind this batch's own (group commit). Task puts and
+  // removals keep their order, so a task changed and then removed stays removed.
   void append(write_batch&& other) {
     for (auto& c : other.tasks_) tasks_.push_back(std::move(c));
     for (auto& p : other.projects_) projects_.push_back(std::move(p));
+    for (auto& k : other.keys_) keys_.push_back(std::move(k));
     if (other.last_id_ && (!last_id_ || *other.last_id_ > *last_id_)) last_id_ = other.last_id_;
     other.clear();
   }
 
  private:
   friend class task_store;
+  // Puts and removals share one list so that apply() replays them in the caller's order.
   struct task_change {
-    task t;
-    std::optional<task_status> previous;
+    task t;                               // a removal carries only id, project and status
+    std::optional<task_status> previous;  // puts only
+    bool remove = false;
+  };
+  struct key_change {
+    std::string project;
+    std::string key;
+    task_id id = 0;
+    millis created_at = 0;
   };
   std::vector<task_change> tasks_;
   std::vector<std::pair<std::string, project_settings>> projects_;
+  std::vector<key_change> keys_;
   std::optional<task_id> last_id_;
 };
 
 struct recovered_state {
-  std::vector<task> live;  // pending and running, in id order
+  std::vector<task> live;  // pending, running and scheduled, in id order
   task_id last_id = 0;
   std::map<std::string, project_settings> projects;
   std::map<std::string, status_counts> counts;
@@ -79,6 +114,20 @@ struct task_filter {
   std::optional<std::string> project;
   std::optional<task_status> status;
   std::size_t limit = 100;
+};
+
+// What one purge() call did.
+struct purge_result {
+  std::size_t tasks_removed = 0;  // finished tasks deleted (and taken off the counts)
+  std::size_t keys_removed = 0;   // idempotency entries deleted, unreadable ones included
+  std::size_t examined = 0;       // entries read, removed or not; at most max_items
+  // Records that could not be decoded: unreadable tasks are left in place (they are data),
+  // unreadable idempotency entries are deleted (they would fail every find_idempotent()).
+  std::size_t unreadable = 0;
+  // The current round (one pass over finished tasks, one over idempotency entries) is not
+  // complete: call again. false: both passes reached the end; the next call starts a new round
+  // from the start.
+  bool more = false;
 };
 
 class task_store {
@@ -96,7 +145,25 @@ class task_store {
   status get(task_id id, task& out);  // live or finished; not_found if neither
   // Tasks matching the filter, newest (highest id) first.
   status list(const task_filter& filter, std::vector<task>& out);
-  // Counts as of the last successful apply().
+  // The id of the task that used `key` in `project`, if the entry exists and was created at or
+  // after `not_before` (older entries have expired even if purge() has not deleted them yet);
+  // otherwise `out` is nullopt. Either way the status is ok; errors are reading failures,
+  // a corrupt entry, or a project containing '\0'. A point lookup, with a bloom filter.
+  status find_idempotent(const std::string& project, const std::string& key, millis not_before,
+                         std::optional<task_id>& out);
+  // Retention, in bounded steps: deletes finished tasks with finished_at < finished_before
+  // (created_at when finished_at is 0), taking them off the counts in the same write, and
+  // idempotency entries with created_at < keys_before. Each call examines at most max_items
+  // entries (> 0; invalid_argument otherwise), so it deletes at most that many, in one atomic
+  // write. Both sets are walked in key order from cursors the store keeps between calls (in
+  // memory: a reopened store starts over), never stopping at a newer task, so every finished
+  // task is examined once per round whatever precedes it; one that ages after the cursor passed
+  // it is caught in the next round. A writer operation: never concurrently with apply(). A task
+  // purged here no longer exists: a later put_task for it must give no `previous`. On a failed
+  // write nothing is deleted and the cursors stay, so the next call retries the same entries.
+  status purge(millis finished_before, millis keys_before, std::size_t max_items,
+               purge_result& out);
+  // Counts as of the last successful apply() or purge().
   std::map<std::string, status_counts> counts() const;
 
  private:

@@ -37,6 +37,10 @@ DISPATCH_WIRE_NAME(get_stats, "stats");
 DISPATCH_WIRE_NAME(pause_project, "pause");
 DISPATCH_WIRE_NAME(resume_project, "resume");
 DISPATCH_WIRE_NAME(configure_project, "configure");
+DISPATCH_WIRE_NAME(extend, "extend");
+DISPATCH_WIRE_NAME(retry_task, "retry");
+DISPATCH_WIRE_NAME(remove_task, "remove");
+DISPATCH_WIRE_NAME(worker_order, "order");
 
 DISPATCH_WIRE_NAME(registered, "registered");
 DISPATCH_WIRE_NAME(jobs, "jobs");
@@ -48,6 +52,7 @@ DISPATCH_WIRE_NAME(worker_list, "worker_list");
 DISPATCH_WIRE_NAME(project_list, "project_list");
 DISPATCH_WIRE_NAME(stats, "stats");
 DISPATCH_WIRE_NAME(error, "error");
+DISPATCH_WIRE_NAME(heartbeat_reply, "heartbeat");
 
 #undef DISPATCH_WIRE_NAME
 

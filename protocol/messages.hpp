@@ -55,7 +55,15 @@ struct fail {
   bool retryable = true;     // "retryable": bool, default true
 };
 
-struct heartbeat {};  // "heartbeat"
+struct heartbeat {};  // "heartbeat": answered by heartbeat_reply
+
+// "extend": the worker still works on the task; its lease now ends `extend_ms` from now
+// (default: the task's timeout).
+struct extend {
+  task_id task = 0;           // "task"
+  std::uint32_t attempt = 0;  // "attempt": the lease it extends; 0 = not given
+  std::uint32_t extend_ms = 0;  // "extend_ms": 0..604800000, 0 = the task's timeout
+};
 struct goodbye {};    // "goodbye": the worker leaves; tasks it still holds go back to the queue
 
 // ---- requests: producer (either endpoint) ----
@@ -67,6 +75,11 @@ struct task_spec {
   std::string payload;             // "payload": bin or str, default empty
   std::vector<std::string> tags;   // "tags": optional
   std::uint32_t max_attempts = 3;  // "max_attempts": >= 1, default 3
+  std::uint32_t timeout_ms = 300'000;  // "timeout_ms": lease of one attempt, 1..604800000
+  millis run_at = 0;               // "run_at": ms since epoch; not before then (scheduled)
+  std::uint32_t delay_ms = 0;      // "delay_ms": run_at = now + delay_ms (ignored with run_at)
+  millis deadline = 0;             // "deadline": ms since epoch; overdue if not done by then
+  std::string idempotency_key;     // "idempotency_key": 1..256 bytes; dedup per project
 };
 
 // "submit": one or more tasks ("tasks": array of task_spec maps, 1..10000). The reply comes
@@ -99,6 +112,20 @@ struct pause_project {    // "pause"
 struct resume_project {  // "resume"
   std::string project;
 };
+// "retry": a dead, failed or cancelled task is queued again with its attempts reset.
+struct retry_task {
+  task_id task = 0;  // "task"
+};
+// "remove": a finished task is deleted from the store.
+struct remove_task {
+  task_id task = 0;  // "task"
+};
+// "order": tell a worker, in its next heartbeat reply, to drain (take no new work) or stop
+// (finish what it holds and leave); "resume" takes a drain back.
+struct worker_order {
+  std::string worker;  // "worker"
+  std::string order;   // "order": "drain" | "stop" | "resume"
+};
 // "configure": change a project's limits; fields left out keep their value.
 struct configure_project {
   std::string project;                        // "project"
@@ -109,7 +136,8 @@ struct configure_project {
 using request_body =
     std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
                  cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
-                 resume_project, configure_project>;
+                 resume_project, configure_project, extend, retry_task, remove_task,
+                 worker_order>;
 
 struct request {
   std::uint64_t id = 0;
@@ -125,6 +153,7 @@ struct job {
   std::int32_t priority = 0;  // "priority"
   std::string payload;       // "payload": bin
   std::uint32_t attempt = 0;  // "attempt": lease token, echo it in complete / fail
+  std::uint32_t timeout_ms = 0;  // "timeout_ms": the lease; extend before it runs out
 };
 
 struct registered {  // "registered"
@@ -136,7 +165,14 @@ struct jobs {  // "jobs": reply to fetch, possibly empty when the wait ran out
   std::vector<job> jobs;
 };
 
-struct ok {};  // "ok": reply to complete, fail, heartbeat, goodbye, cancel, pause, resume
+struct ok {};  // "ok": reply to complete, fail, extend, goodbye, cancel and admin changes
+
+// "heartbeat": reply to a heartbeat, carrying what the dispatcher wants of the worker.
+struct heartbeat_reply {
+  std::string order = "none";    // "order": "none" | "drain" | "stop"
+  std::vector<task_id> cancel;   // "cancel": stop these tasks and do not report them
+  std::vector<task_id> expiring;  // "expiring": leases ending soon; extend them if still working
+};
 
 struct submitted {  // "submitted": ids in the order of the submitted tasks
   std::vector<task_id> ids;
@@ -199,7 +235,8 @@ enum class error_code : std::uint8_t {
   stale_lease,          // the attempt number is not the current lease
   invalid_state,        // the task or project is in a state that forbids this
   storage,              // the store could not write; nothing was acknowledged
-  internal,             // anything else; the message says what
+  unknown_worker,       // no connected worker has that id
+  internal,             // anything else; the message says what (always the last code)
 };
 std::string_view to_string(error_code c);
 std::optional<error_code> parse_error_code(std::string_view text);
@@ -210,7 +247,7 @@ struct error {  // "error"
 };
 
 using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list,
-                                worker_list, project_list, stats, error>;
+                                worker_list, project_list, stats, error, heartbeat_reply>;
 
 struct reply {
   std::uint64_t id = 0;  // the request id this answers; 0 when the request had none readable

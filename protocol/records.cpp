@@ -13,7 +13,7 @@ using wire::as_uint;
 using wire::unbounded;
 
 void write_task(wire::writer& w, const task& t) {
-  w.map(15);
+  w.map(21);
   w.number("id", t.id);
   w.text("project", t.project);
   w.text("type", t.type);
@@ -23,6 +23,12 @@ void write_task(wire::writer& w, const task& t) {
   w.text("status", to_string(t.status));
   w.number("attempts", t.attempts);
   w.number("max_attempts", t.max_attempts);
+  w.number("timeout_ms", t.timeout_ms);
+  w.number("run_at", t.run_at);
+  w.number("deadline", t.deadline);
+  w.flag("overdue", t.overdue);
+  w.text("idempotency_key", t.idempotency_key);
+  w.number("lease_expires_at", t.lease_expires_at);
   w.text("worker", t.worker);
   w.number("created_at", t.created_at);
   w.number("assigned_at", t.assigned_at);
@@ -43,6 +49,13 @@ task read_task(const msgpack::object& o, const wire::path& at) {
   t.status = f.required("status", wire::as_status);
   t.attempts = f.required("attempts", as_uint<std::uint32_t>());
   t.max_attempts = f.required("max_attempts", as_uint<std::uint32_t>());
+  // Added after the first stored records: optional so that those still read.
+  t.timeout_ms = f.optional("timeout_ms", t.timeout_ms, as_uint<std::uint32_t>());
+  t.run_at = f.optional("run_at", t.run_at, as_int<millis>());
+  t.deadline = f.optional("deadline", t.deadline, as_int<millis>());
+  t.overdue = f.optional("overdue", t.overdue, wire::as_bool);
+  t.idempotency_key = f.optional("idempotency_key", t.idempotency_key, as_text);
+  t.lease_expires_at = f.optional("lease_expires_at", t.lease_expires_at, as_int<millis>());
   t.worker = f.required("worker", as_text);
   t.created_at = f.required("created_at", as_int<millis>());
   t.assigned_at = f.required("assigned_at", as_int<millis>());
@@ -53,13 +66,14 @@ task read_task(const msgpack::object& o, const wire::path& at) {
 }
 
 void write_job(wire::writer& w, const job& j) {
-  w.map(6);
+  w.map(7);
   w.number("task", j.task);
   w.text("project", j.project);
   w.text("type", j.type);
   w.number("priority", j.priority);
   w.bytes("payload", j.payload);
   w.number("attempt", j.attempt);
+  w.number("timeout_ms", j.timeout_ms);
 }
 
 job read_job(const msgpack::object& o, const wire::path& at) {
@@ -71,6 +85,7 @@ job read_job(const msgpack::object& o, const wire::path& at) {
   j.priority = f.required("priority", as_int<std::int32_t>());
   j.payload = f.required("payload", as_bytes);
   j.attempt = f.required("attempt", as_uint<std::uint32_t>());
+  j.timeout_ms = f.optional("timeout_ms", j.timeout_ms, as_uint<std::uint32_t>());
   return j;
 }
 

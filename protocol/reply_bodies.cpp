@@ -74,6 +74,13 @@ void write_body(wire::writer& w, std::uint64_t id, const stats& m) {
   w.number("reserve_releases", m.reserve_releases);
 }
 
+void write_body(wire::writer& w, std::uint64_t id, const heartbeat_reply& m) {
+  open(w, id, m, 3);
+  w.text("order", m.order);
+  w.ids("cancel", m.cancel);
+  w.ids("expiring", m.expiring);
+}
+
 void write_body(wire::writer& w, std::uint64_t id, const error& m) {
   open(w, id, m, 2);
   w.text("code", to_string(m.code));
@@ -116,6 +123,12 @@ void read_body(const wire::fields& f, stats& m) {
   m.projects = f.required("projects", array_of(0, unbounded, records::as_project));
   m.reserve_engagements = f.required("reserve_engagements", as_uint<std::uint64_t>());
   m.reserve_releases = f.required("reserve_releases", as_uint<std::uint64_t>());
+}
+
+void read_body(const wire::fields& f, heartbeat_reply& m) {
+  m.order = f.required("order", as_text);
+  m.cancel = f.required("cancel", array_of(0, unbounded, as_uint<task_id>()));
+  m.expiring = f.required("expiring", array_of(0, unbounded, as_uint<task_id>()));
 }
 
 void read_body(const wire::fields& f, error& m) {

@@ -23,6 +23,18 @@ constexpr std::size_t max_tags = 32;
 constexpr std::uint32_t max_list = 10000;
 constexpr std::uint32_t max_inflight_limit = 1000000;
 constexpr std::uint32_t max_weight = 1000;
+constexpr std::uint32_t max_lease_ms = 7 * 24 * 3600 * 1000;  // a week
+
+constexpr auto as_idempotency_key = [](const msgpack::object& o, const wire::path& at) {
+  return wire::read_str(o, at, 1, 256);
+};
+
+constexpr auto as_order = [](const msgpack::object& o, const wire::path& at) {
+  auto order = wire::read_str(o, at, 1, 16);
+  if (order != "drain" && order != "stop" && order != "resume")
+    wire::fail(at, "expected \"drain\", \"stop\" or \"resume\"");
+  return order;
+};
 
 template <class Body>
 void open(wire::writer& w, std::uint64_t id, const Body&, std::size_t fields) {
@@ -61,13 +73,20 @@ void write_body(wire::writer& w, std::uint64_t id, const fail& m) {
 }
 
 void write_spec(wire::writer& w, const task_spec& s) {
-  w.map(6);
+  // Optional scheduling fields are sent only when set, so plain submits stay small.
+  w.map(7 + (s.run_at ? 1 : 0) + (s.delay_ms ? 1 : 0) + (s.deadline ? 1 : 0) +
+        (s.idempotency_key.empty() ? 0 : 1));
   w.text("project", s.project);
   w.text("type", s.type);
   w.number("priority", s.priority);
   w.bytes("payload", s.payload);
   w.names("tags", s.tags);
   w.number("max_attempts", s.max_attempts);
+  w.number("timeout_ms", s.timeout_ms);
+  if (s.run_at) w.number("run_at", s.run_at);
+  if (s.delay_ms) w.number("delay_ms", s.delay_ms);
+  if (s.deadline) w.number("deadline", s.deadline);
+  if (!s.idempotency_key.empty()) w.text("idempotency_key", s.idempotency_key);
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const submit& m) {
@@ -102,6 +121,29 @@ void write_body(wire::writer& w, std::uint64_t id, const pause_project& m) {
 void write_body(wire::writer& w, std::uint64_t id, const resume_project& m) {
   open(w, id, m, 1);
   w.text("project", m.project);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const extend& m) {
+  open(w, id, m, 3);
+  w.number("task", m.task);
+  w.number("attempt", m.attempt);
+  w.number("extend_ms", m.extend_ms);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const retry_task& m) {
+  open(w, id, m, 1);
+  w.number("task", m.task);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const remove_task& m) {
+  open(w, id, m, 1);
+  w.number("task", m.task);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const worker_order& m) {
+  open(w, id, m, 2);
+  w.text("worker", m.worker);
+  w.text("order", m.order);
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const configure_project& m) {
@@ -158,6 +200,11 @@ task_spec read_spec(const msgpack::object& o, const wire::path& at) {
   s.tags = f.optional("tags", s.tags, tag_list());
   s.max_attempts =
       f.optional("max_attempts", s.max_attempts, as_uint<std::uint32_t>(1, max_attempts_limit));
+  s.timeout_ms = f.optional("timeout_ms", s.timeout_ms, as_uint<std::uint32_t>(1, max_lease_ms));
+  s.run_at = f.optional("run_at", s.run_at, as_int<millis>(0));
+  s.delay_ms = f.optional("delay_ms", s.delay_ms, as_uint<std::uint32_t>(0, max_lease_ms));
+  s.deadline = f.optional("deadline", s.deadline, as_int<millis>(0));
+  s.idempotency_key = f.optional("idempotency_key", s.idempotency_key, as_idempotency_key);
   return s;
 }
 
@@ -185,6 +232,25 @@ void read_body(const wire::fields& f, pause_project& m) {
 
 void read_body(const wire::fields& f, resume_project& m) {
   m.project = f.required("project", as_name);
+}
+
+void read_body(const wire::fields& f, extend& m) {
+  m.task = f.required("task", as_uint<task_id>());
+  m.attempt = f.optional("attempt", m.attempt, as_uint<std::uint32_t>());
+  m.extend_ms = f.optional("extend_ms", m.extend_ms, as_uint<std::uint32_t>(0, max_lease_ms));
+}
+
+void read_body(const wire::fields& f, retry_task& m) {
+  m.task = f.required("task", as_uint<task_id>());
+}
+
+void read_body(const wire::fields& f, remove_task& m) {
+  m.task = f.required("task", as_uint<task_id>());
+}
+
+void read_body(const wire::fields& f, worker_order& m) {
+  m.worker = f.required("worker", as_name);
+  m.order = f.required("order", as_order);
 }
 
 void read_body(const wire::fields& f, configure_project& m) {

@@ -5,7 +5,7 @@
 namespace dispatch {
 namespace {
 constexpr std::array<std::string_view, task_status_count> status_names = {
-    "pending", "running", "completed", "failed", "dead", "cancelled"};
+    "pending", "running", "completed", "failed", "dead", "cancelled", "scheduled"};
 }  // namespace
 
 std::string_view to_string(task_status s) { return status_names[static_cast<std::size_t>(s)]; }

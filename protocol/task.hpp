@@ -24,8 +24,9 @@ enum class task_status : std::uint8_t {
   failed = 3,     // final: the worker reported a failure it marked not retryable
   dead = 4,       // final: every allowed attempt failed
   cancelled = 5,  // final: cancelled by a producer or an operator
+  scheduled = 6,  // waiting for its run_at time (a delayed submit, or the backoff of a retry)
 };
-constexpr int task_status_count = 6;
+constexpr int task_status_count = 7;
 
 std::string_view to_string(task_status s);
 std::optional<task_status> parse_task_status(std::string_view text);
@@ -48,6 +49,12 @@ struct task {
   task_status status = task_status::pending;
   std::uint32_t attempts = 0;  // assignments so far; the current lease is attempt `attempts`
   std::uint32_t max_attempts = 3;
+  std::uint32_t timeout_ms = 300'000;  // lease of one attempt; past it the attempt has failed
+  millis run_at = 0;            // scheduled: becomes pending at this time
+  millis deadline = 0;          // overdue if not completed by then; 0 = none
+  bool overdue = false;         // the deadline passed before completion (reported once)
+  std::string idempotency_key;  // per project; a repeated submit returns this task
+  millis lease_expires_at = 0;  // running: when the current lease ends
   std::string worker;  // holder while running, last holder afterwards
   millis created_at = 0;
   millis assigned_at = 0;

@@ -7,13 +7,30 @@
 //    thread-safe with respect to each other.
 //  - A handler returns a job_outcome; an exception escaping it is reported as a retryable failure
 //    with the exception's text.
-//  - A handler should watch its stop_token: it is triggered when the agent wants the job to end
-//    early (today: a second stop() call; later: cancellation and timeouts). A stopped handler
-//    should return soon, normally with a retryable failure so that the task runs again elsewhere.
+//  - A handler gets a job_control (job_control.hpp) for its job:
+//      stop_requested() / wait_for(ms)  the agent wants the job to end early: the dispatcher
+//                           cancelled the task (its outcome is then never reported), or stop()
+//                           was called a second time. A stopped handler should return soon,
+//                           normally with a retryable failure.
+//      lease_expiring()     the dispatcher warned that the job's lease (job::timeout from the
+//                           start or the last extension) ends soon; past it the attempt counts as
+//                           failed and the task runs again elsewhere.
+//      extend_lease(ms)     a handler still making progress on a long job asks for more time.
+//                           The agent never extends by itself, so a hung handler times out.
+//    A long job working in steps, for example:
+//      [](const job& j, job_control& ctl) {
+//        for (auto& step : plan(j)) {
+//          if (ctl.stop_requested()) return job_outcome{false, "stopped", true};
+//          if (ctl.lease_expiring()) ctl.extend_lease(std::chrono::minutes(5));
+//          step.run();
+//        }
+//        return job_outcome{true, "", true};
+//      }
 //  - Delivery is at least once: after a reconnect a result may be reported twice or refused as
 //    stale by the dispatcher; the agent logs and drops such refusals.
 //
-// Built-in handlers (see builtin_handlers.hpp), their payloads and outcomes:
+// Built-in handlers (see builtin_handlers.hpp), their payloads and outcomes. None of them extends
+// its lease; exec and sleep end early on a stop request.
 //  exec   payload: a shell command line, run as `/bin/sh -c <payload>` in its own process group,
 //                  stdin from /dev/null.
 //         ok:      exit code 0; data = stdout and stderr interleaved as written, at most 1 MiB;
@@ -37,7 +54,7 @@
 #include <vector>
 
 #include "protocol/task.hpp"
-#include "worker-agent/stop_token.hpp"
+#include "worker-agent/job_control.hpp"
 
 namespace dispatch::worker {
 
@@ -48,6 +65,9 @@ struct job {
   std::int32_t priority = 0;
   std::string payload;
   std::uint32_t attempt = 0;  // the lease; the agent echoes it when reporting
+  // How long one attempt may run before its lease ends, unless extended (see job_control);
+  // 0 when the dispatcher did not say (an older dispatcher without leases).
+  std::chrono::milliseconds timeout{0};
 };
 
 struct job_outcome {
@@ -56,7 +76,7 @@ struct job_outcome {
   bool retryable = true;  // failures only: false marks the task failed for good
 };
 
-using handler = std::function<job_outcome(const job&, const stop_token&)>;
+using handler = std::function<job_outcome(const job&, job_control&)>;
 
 struct agent_options {
   std::string endpoint = "tcp://127.0.0.1:5555";
@@ -89,7 +109,9 @@ class agent {
   // Asks run() to finish: no new jobs are accepted (jobs still answering a parked fetch are
   // failed back as retryable "agent stopping"), running jobs end and are reported, the agent says
   // goodbye (waiting up to 1 s for the answer) and run() returns. Running jobs are waited for
-  // without limit; a second call also requests each of them to stop through its stop_token.
+  // without limit; a second call also requests each of them to stop through its job_control.
+  // A "stop" order from the dispatcher (in a heartbeat answer) starts the same stop; a "drain"
+  // order only pauses fetching until the dispatcher lifts it.
   // Safe from any thread, also before run(); only touches an atomic and writes to a pipe, so it
   // may even be called from a signal handler.
   void stop() noexcept;

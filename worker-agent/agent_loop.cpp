@@ -41,6 +41,10 @@ std::chrono::milliseconds millis_of(std::chrono::steady_clock::duration d) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(d);
 }
 
+bool is_not_registered(const protocol::error* e) {
+  return e && e->code == protocol::error_code::not_registered;
+}
+
 }  // namespace
 
 agent_loop::agent_loop(const agent_options& options, std::string worker_id,
@@ -50,7 +54,12 @@ agent_loop::agent_loop(const agent_options& options, std::string worker_id,
       handlers_(std::move(handlers)),
       stop_(stop),
       results_(bound_pull(ctx_)),
-      pool_(ctx_, results_endpoint, options.capacity),
+      lease_requests_(std::make_shared<lease_requests>()),
+      pool_(ctx_, results_endpoint, options.capacity,
+            [requests = lease_requests_](task_id task, std::uint32_t attempt,
+                                         std::chrono::milliseconds d) {
+              requests->push({task, attempt, d});
+            }),
       backoff_(options.reconnect_min) {
   for (const auto& [type, h] : handlers_) types_.push_back(type);
 }
@@ -68,17 +77,20 @@ int agent_loop::run() {
     tick();
     if (done_) break;
 
-    std::array<zmq::pollitem_t, 3> items{};
+    std::array<zmq::pollitem_t, 4> items{};
     items[0] = {nullptr, stop_.fd(), ZMQ_POLLIN, 0};
     items[1] = {results_.handle(), 0, ZMQ_POLLIN, 0};
-    std::size_t count = 2;
+    items[2] = {nullptr, lease_requests_->fd(), ZMQ_POLLIN, 0};
+    std::size_t count = 3;
     if (link_ != link::disconnected) items[count++] = {dealer_.handle(), 0, ZMQ_POLLIN, 0};
 
     zmq::poll(items.data(), count, poll_timeout());
 
     if (items[0].revents & ZMQ_POLLIN) on_stop_signal();
+    // Results before lease requests: an extension for a job that just ended is then dropped.
     if (items[1].revents & ZMQ_POLLIN) on_results_readable();
-    if (count == 3 && (items[2].revents & ZMQ_POLLIN)) on_dealer_readable();
+    if (items[2].revents & ZMQ_POLLIN) on_lease_requests();
+    if (count == 4 && (items[3].revents & ZMQ_POLLIN)) on_dealer_readable();
   }
   spdlog::info("worker {} stopped", worker_id_);
   return 0;
@@ -102,11 +114,7 @@ void agent_loop::lose_connection(const std::string& reason) {
                format_duration(backoff_));
   dealer_.close();
   link_ = link::disconnected;
-  in_flight_.clear();
-  fetch_outstanding_ = false;
-  // A result whose answer was lost may or may not have arrived: send it again after
-  // re-registering; a duplicate is refused as stale and dropped.
-  requeue_unacked();
+  forget_requests();
   reconnect_at_ = clock::now() + backoff_;
   backoff_ = std::min(backoff_ * 2, options_.reconnect_max);
 }
@@ -119,7 +127,7 @@ void agent_loop::send_register() {
   r.capacity = options_.capacity;
   r.pool = options_.pool;
   r.running = held_tasks();
-  if (auto id = send(std::move(r))) in_flight_.emplace(*id, request_kind::register_worker);
+  if (auto id = send(std::move(r))) in_flight_[*id] = {request_kind::register_worker};
 }
 
 std::optional<std::uint64_t> agent_loop::send(protocol::request_body body) {
@@ -135,15 +143,24 @@ std::optional<std::uint64_t> agent_loop::send(protocol::request_body body) {
   return r.id;
 }
 
+void agent_loop::forget_requests() {
+  // Extensions the handlers asked for are still wanted: send them again once registered.
+  for (const auto& [id, req] : in_flight_)
+    if (req.kind == request_kind::extend && running_.count(req.of) && !cancelled_.count(req.of))
+      extends_.try_emplace(req.of, req.duration);
+  in_flight_.clear();
+  fetch_outstanding_ = false;
+  // A result whose answer was lost may or may not have arrived: send it again after
+  // re-registering; a duplicate is refused as stale and dropped.
+  requeue_unacked();
+}
+
 // ---- incoming ----
 
 void agent_loop::on_stop_signal() {
   stop_.drain();
   const int requests = stop_.requests();
-  if (requests >= 1 && !stopping_) {
-    stopping_ = true;
-    spdlog::info("stopping: waiting for {} running job(s)", running_.size());
-  }
+  if (requests >= 1) begin_stop("stop requested");
   if (requests >= 2 && !interrupting_) {
     interrupting_ = true;
     spdlog::info("stop requested again: interrupting {} running job(s)", running_.size());
@@ -151,14 +168,43 @@ void agent_loop::on_stop_signal() {
   }
 }
 
+void agent_loop::begin_stop(const char* why) {
+  // A stop order and stop() lead to the same stop; only the first one counts.
+  if (stopping_) return;
+  stopping_ = true;
+  spdlog::info("stopping ({}): waiting for {} running job(s)", why, running_.size());
+}
+
 void agent_loop::on_results_readable() {
   finished_job r;
   while (receive_result(results_, r)) {
-    running_.erase({r.task, r.attempt});
+    const lease l{r.task, r.attempt};
+    running_.erase(l);
+    extends_.erase(l);
+    if (cancelled_.erase(l)) {
+      // The dispatcher took the task back; reporting it would only be refused.
+      spdlog::debug("task {} attempt {} ended after its cancellation; outcome dropped", r.task,
+                    r.attempt);
+      continue;
+    }
     spdlog::debug("task {} attempt {} {}", r.task, r.attempt,
                   r.outcome.ok ? "succeeded" : "failed: " + r.outcome.data);
     report(r);
   }
+}
+
+void agent_loop::on_lease_requests() {
+  for (const auto& r : lease_requests_->take()) {
+    const lease l{r.task, r.attempt};
+    if (!running_.count(l) || cancelled_.count(l)) {
+      // Asked by a handler after it returned (it kept its job_control) or after a cancel.
+      spdlog::debug("not extending task {} attempt {}: the job is no longer held", r.task,
+                    r.attempt);
+      continue;
+    }
+    extends_.insert_or_assign(l, r.duration);
+  }
+  flush_extends();
 }
 
 void agent_loop::on_dealer_readable() {
@@ -186,6 +232,13 @@ void agent_loop::on_dealer_readable() {
 void agent_loop::on_reply(const protocol::reply& r) {
   const auto* err = as_error(r.body);
 
+  // Cancels and orders are followed even when the heartbeat they answer is no longer tracked.
+  if (const auto* hb = std::get_if<protocol::heartbeat_reply>(&r.body)) {
+    in_flight_.erase(r.id);
+    on_heartbeat_reply(*hb);
+    return;
+  }
+
   if (auto it = unacked_.find(r.id); it != unacked_.end()) {
     const finished_job job = it->second;
     unacked_.erase(it);
@@ -209,10 +262,10 @@ void agent_loop::on_reply(const protocol::reply& r) {
     if (err) spdlog::warn("dispatcher error for request {}: {}", r.id, describe(*err));
     return;
   }
-  const request_kind kind = it->second;
+  const pending_request req = it->second;
   in_flight_.erase(it);
 
-  switch (kind) {
+  switch (req.kind) {
     case request_kind::register_worker:
       if (const auto* reg = std::get_if<protocol::registered>(&r.body)) {
         on_registered(*reg);
@@ -227,7 +280,7 @@ void agent_loop::on_reply(const protocol::reply& r) {
       fetch_outstanding_ = false;
       if (const auto* jobs = std::get_if<protocol::jobs>(&r.body)) {
         accept_jobs(jobs->jobs);
-      } else if (err && err->code == protocol::error_code::not_registered) {
+      } else if (is_not_registered(err)) {
         on_not_registered();
       } else {
         spdlog::warn("fetch refused: {}",
@@ -237,7 +290,9 @@ void agent_loop::on_reply(const protocol::reply& r) {
       }
       break;
     case request_kind::heartbeat:
-      if (err && err->code == protocol::error_code::not_registered)
+      // heartbeat_reply was handled above; "ok" comes from a dispatcher older than orders and
+      // cancels, and means nothing more than "alive".
+      if (is_not_registered(err))
         on_not_registered();
       else if (err)
         spdlog::warn("heartbeat refused: {}", describe(*err));
@@ -245,6 +300,24 @@ void agent_loop::on_reply(const protocol::reply& r) {
     case request_kind::goodbye:
       if (err) spdlog::warn("goodbye refused: {}", describe(*err));
       done_ = true;
+      break;
+    case request_kind::extend:
+      if (!err) {
+        spdlog::debug("lease of task {} attempt {} extended by {}", req.of.first, req.of.second,
+                      format_duration(req.duration));
+      } else if (is_not_registered(err)) {
+        // Unless a newer request replaced it meanwhile, ask again once registered.
+        if (running_.count(req.of) && !cancelled_.count(req.of))
+          extends_.try_emplace(req.of, req.duration);
+        on_not_registered();
+      } else {
+        spdlog::warn("dispatcher refused to extend the lease of task {} attempt {}: {}",
+                     req.of.first, req.of.second, describe(*err));
+      }
+      break;
+    case request_kind::dropped_result:
+      spdlog::debug("answer to the result of cancelled task {} attempt {}: {}", req.of.first,
+                    req.of.second, err ? describe(*err) : std::string("ok"));
       break;
   }
 }
@@ -259,6 +332,7 @@ void agent_loop::on_registered(const protocol::registered& r) {
                options_.endpoint, worker_id_, options_.capacity, to_string(options_.pool),
                format_duration(heartbeat_), held_tasks().size());
   flush_outbox();
+  flush_extends();
 }
 
 void agent_loop::on_not_registered() {
@@ -267,9 +341,7 @@ void agent_loop::on_not_registered() {
   spdlog::warn("dispatcher at {} does not know worker {} (restarted?); registering again",
                options_.endpoint, worker_id_);
   link_ = link::registering;
-  in_flight_.clear();
-  fetch_outstanding_ = false;
-  requeue_unacked();
+  forget_requests();
   send_register();
 }
 
@@ -282,6 +354,16 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
     }
     if (stopping_) {
       report({pj.task, pj.attempt, {false, "agent stopping", true}});
+      continue;
+    }
+    if (draining_) {
+      // Handed back at once rather than left to time out: another worker can run it now.
+      report({pj.task, pj.attempt, {false, "worker draining", true}});
+      continue;
+    }
+    if (running_.count({pj.task, pj.attempt})) {
+      // Cannot happen with a correct dispatcher; the running job reports for both.
+      spdlog::warn("dispatcher sent task {} attempt {} again while it runs", pj.task, pj.attempt);
       continue;
     }
     if (running_.size() >= options_.capacity) {
@@ -300,9 +382,83 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
     spdlog::debug("starting task {} attempt {} ({}/{})", pj.task, pj.attempt, pj.project,
                   pj.type);
     running_.insert({pj.task, pj.attempt});
-    pool_.submit(job{pj.task, pj.project, pj.type, pj.priority, pj.payload, pj.attempt},
+    pool_.submit(job{pj.task, pj.project, pj.type, pj.priority, pj.payload, pj.attempt,
+                     std::chrono::milliseconds(pj.timeout_ms)},
                  h->second);
   }
+}
+
+// ---- heartbeat answers ----
+
+void agent_loop::on_heartbeat_reply(const protocol::heartbeat_reply& r) {
+  // Cancels first: a stop order in the same answer should not wait for cancelled jobs' work.
+  for (const task_id task : r.cancel) cancel(task);
+  for (const task_id task : r.expiring) warn_expiring(task);
+  apply_order(r.order);
+}
+
+void agent_loop::apply_order(const std::string& order) {
+  // The order is repeated in every answer: act and log on changes only.
+  if (order == order_) return;
+  const std::string previous = std::exchange(order_, order);
+  if (order == "none") {
+    if (draining_) spdlog::info("dispatcher lifted its drain order: fetching jobs again");
+    if (previous == "stop") spdlog::info("dispatcher withdrew its stop order; stopping anyway");
+    draining_ = false;
+  } else if (order == "drain") {
+    spdlog::info("dispatcher ordered a drain: fetching no new jobs, {} running job(s) continue",
+                 running_.size());
+    draining_ = true;
+  } else if (order == "stop") {
+    if (stopping_) spdlog::info("dispatcher ordered a stop; already stopping");
+    begin_stop("ordered by the dispatcher");
+  } else {
+    // A later protocol's order: keep doing what the last known order said.
+    spdlog::warn("ignoring unknown order '{}' from the dispatcher", order);
+  }
+}
+
+void agent_loop::cancel(task_id task) {
+  bool held = false;
+  for (const lease& l : running_) {
+    if (l.first != task) continue;
+    held = true;
+    if (!cancelled_.insert(l).second) continue;  // listed again before the job ended
+    spdlog::info("task {} attempt {} cancelled by the dispatcher: stopping it", l.first, l.second);
+    pool_.request_stop(l.first, l.second);
+    extends_.erase(l);
+  }
+
+  // Results waiting to be sent are dropped, and those sent are never sent again.
+  const auto waiting = std::remove_if(outbox_.begin(), outbox_.end(),
+                                      [task](const finished_job& r) { return r.task == task; });
+  if (waiting != outbox_.end()) {
+    held = true;
+    spdlog::info("task {} cancelled by the dispatcher: dropping its unsent result", task);
+    outbox_.erase(waiting, outbox_.end());
+  }
+  for (auto it = unacked_.begin(); it != unacked_.end();) {
+    if (it->second.task != task) {
+      ++it;
+      continue;
+    }
+    held = true;
+    in_flight_[it->first] = {request_kind::dropped_result, {task, it->second.attempt}};
+    it = unacked_.erase(it);
+  }
+
+  if (!held) spdlog::debug("ignoring the cancel of task {}, which this worker does not hold", task);
+}
+
+void agent_loop::warn_expiring(task_id task) {
+  bool held = false;
+  for (const lease& l : running_) {
+    if (l.first != task || cancelled_.count(l)) continue;
+    held = true;
+    spdlog::debug("lease of task {} attempt {} ends soon; telling its handler", l.first, l.second);
+    pool_.warn_lease_expiring(l.first, l.second);
+  }
+  if (!held) spdlog::debug("ignoring the lease warning for task {}, not running here", task);
 }
 
 // ---- results ----
@@ -310,6 +466,17 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
 void agent_loop::report(const finished_job& r) {
   if (link_ == link::registered && send_result(r)) return;
   outbox_.push_back(r);  // sent after the next successful register
+}
+
+void agent_loop::flush_extends() {
+  while (link_ == link::registered && !extends_.empty()) {
+    const auto [l, duration] = *extends_.begin();
+    const auto id = send(protocol::extend{l.first, l.second,
+                                          static_cast<std::uint32_t>(duration.count())});
+    if (!id) break;  // the connection is lost: sent again after the next register
+    in_flight_[*id] = {request_kind::extend, l, duration};
+    extends_.erase(l);
+  }
 }
 
 bool agent_loop::send_result(const finished_job& r) {
@@ -337,9 +504,11 @@ void agent_loop::requeue_unacked() {
 }
 
 std::vector<task_id> agent_loop::held_tasks() const {
-  // Until its result is acknowledged, a task still belongs to this worker.
+  // Until its result is acknowledged, a task still belongs to this worker; a cancelled one no
+  // longer does, even while its handler winds down.
   std::set<task_id> held;
-  for (const auto& [task, attempt] : running_) held.insert(task);
+  for (const auto& l : running_)
+    if (!cancelled_.count(l)) held.insert(l.first);
   for (const auto& r : outbox_) held.insert(r.task);
   for (const auto& [id, r] : unacked_) held.insert(r.task);
   return {held.begin(), held.end()};
@@ -359,7 +528,7 @@ void agent_loop::tick() {
   if (link_ == link::registered) {
     // Heartbeats go out even while a fetch is parked at the dispatcher.
     if (now >= next_heartbeat_) {
-      if (auto id = send(protocol::heartbeat{})) in_flight_.emplace(*id, request_kind::heartbeat);
+      if (auto id = send(protocol::heartbeat{})) in_flight_[*id] = {request_kind::heartbeat};
       next_heartbeat_ = now + heartbeat_;
     }
     maybe_fetch(now);
@@ -369,14 +538,15 @@ void agent_loop::tick() {
 }
 
 void agent_loop::maybe_fetch(clock::time_point now) {
-  if (stopping_ || fetch_outstanding_ || now < fetch_not_before_ || link_ != link::registered)
+  if (stopping_ || draining_ || fetch_outstanding_ || now < fetch_not_before_ ||
+      link_ != link::registered)
     return;
   if (running_.size() >= options_.capacity) return;
   protocol::fetch f;
   f.max = options_.capacity - static_cast<std::uint32_t>(running_.size());
   f.wait_ms = static_cast<std::uint32_t>(options_.fetch_wait.count());
   if (auto id = send(f)) {
-    in_flight_.emplace(*id, request_kind::fetch);
+    in_flight_[*id] = {request_kind::fetch};
     fetch_outstanding_ = true;
   }
 }
@@ -400,7 +570,7 @@ void agent_loop::progress_stop(clock::time_point now) {
     // Results were sent before (flush on register, report on arrival); the dispatcher handles
     // requests of one connection in order, so goodbye comes after them without waiting.
     if (auto id = send(protocol::goodbye{})) {
-      in_flight_.emplace(*id, request_kind::goodbye);
+      in_flight_[*id] = {request_kind::goodbye};
       goodbye_deadline_ = now + goodbye_wait;
     }
     return;
@@ -434,7 +604,7 @@ std::chrono::milliseconds agent_loop::poll_timeout() const {
   if (link_ == link::registered) {
     consider(next_heartbeat_);
     const bool wants_fetch =
-        !stopping_ && !fetch_outstanding_ && running_.size() < options_.capacity;
+        !stopping_ && !draining_ && !fetch_outstanding_ && running_.size() < options_.capacity;
     if (wants_fetch) consider(fetch_not_before_);
   }
   if (fetch_deadline_) consider(*fetch_deadline_);

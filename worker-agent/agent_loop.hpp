@@ -1,15 +1,19 @@
 // The state machine behind agent::run(). It runs on the caller's thread and owns the DEALER socket
 // to the dispatcher, the PULL socket job threads report to, and the job pool.
 //
-// One poll waits on three things at once: the stop pipe, the PULL socket and the DEALER socket;
-// its timeout is the nearest timer (heartbeat, liveness, reconnect, shutdown deadlines), so the
-// loop never spins.
+// One poll waits on four things at once: the stop pipe, the PULL socket, the lease-request pipe
+// and the DEALER socket; its timeout is the nearest timer (heartbeat, liveness, reconnect,
+// shutdown deadlines), so the loop never spins.
+//
+// The dispatcher steers the agent through its heartbeat answers: orders (drain, stop), tasks to
+// cancel (stopped and never reported) and lease warnings (passed on to the handlers).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
+#include <memory>
 #include <optional>
 #include <set>
 #include <string>
@@ -21,6 +25,7 @@
 #include "protocol/messages.hpp"
 #include "worker-agent/agent.hpp"
 #include "worker-agent/job_pool.hpp"
+#include "worker-agent/lease_requests.hpp"
 #include "worker-agent/result_channel.hpp"
 #include "worker-agent/stop_signal.hpp"
 
@@ -38,28 +43,52 @@ class agent_loop {
  private:
   using clock = std::chrono::steady_clock;
   enum class link { disconnected, registering, registered };
-  enum class request_kind { register_worker, fetch, heartbeat, goodbye };
+  // A job is identified by its lease: the same task may come back with a later attempt.
+  using lease = std::pair<task_id, std::uint32_t>;
+  enum class request_kind {
+    register_worker,
+    fetch,
+    heartbeat,
+    goodbye,
+    extend,
+    dropped_result,  // a result sent before its task was cancelled: the answer is only logged
+  };
+  struct pending_request {
+    request_kind kind = request_kind::heartbeat;
+    lease of{};                             // extend and dropped_result only
+    std::chrono::milliseconds duration{0};  // extend only
+  };
 
   // Connection
   void connect();
   void lose_connection(const std::string& reason);
   void send_register();
   std::optional<std::uint64_t> send(protocol::request_body body);
+  void forget_requests();
 
   // Incoming
   void on_stop_signal();
+  void begin_stop(const char* why);
   void on_results_readable();
+  void on_lease_requests();
   void on_dealer_readable();
   void on_reply(const protocol::reply& r);
   void on_registered(const protocol::registered& r);
   void on_not_registered();
   void accept_jobs(const std::vector<protocol::job>& jobs);
 
+  // Heartbeat answers
+  void on_heartbeat_reply(const protocol::heartbeat_reply& r);
+  void apply_order(const std::string& order);
+  void cancel(task_id task);
+  void warn_expiring(task_id task);
+
   // Results
   void report(const finished_job& r);
   bool send_result(const finished_job& r);
   void flush_outbox();
   void requeue_unacked();
+  void flush_extends();
   std::vector<task_id> held_tasks() const;
 
   // Timers
@@ -79,18 +108,25 @@ class agent_loop {
   // sockets) go before the PULL socket, and every socket before the context.
   zmq::context_t ctx_;
   zmq::socket_t results_;
+  // Shared with the jobs' extend sinks, which a handler may keep beyond the loop's life.
+  std::shared_ptr<lease_requests> lease_requests_;
   job_pool pool_;
   zmq::socket_t dealer_;  // closed while disconnected; a fresh socket per connection
   std::string encode_buffer_;
 
   link link_ = link::disconnected;
   std::uint64_t next_request_id_ = 1;
-  std::map<std::uint64_t, request_kind> in_flight_;  // requests awaiting a reply
+  std::map<std::uint64_t, pending_request> in_flight_;  // requests awaiting a reply
   bool fetch_outstanding_ = false;
 
-  std::set<std::pair<task_id, std::uint32_t>> running_;  // jobs handed to the pool
-  std::deque<finished_job> outbox_;                 // results not sent yet
-  std::map<std::uint64_t, finished_job> unacked_;   // results sent, by request id
+  std::set<lease> running_;    // jobs handed to the pool whose outcome has not come back
+  std::set<lease> cancelled_;  // those of them the dispatcher cancelled: outcome dropped
+  std::deque<finished_job> outbox_;                // results not sent yet
+  std::map<std::uint64_t, finished_job> unacked_;  // results sent, by request id
+  std::map<lease, std::chrono::milliseconds> extends_;  // extend requests not sent yet
+
+  std::string order_ = "none";  // the dispatcher's last order, to log changes only
+  bool draining_ = false;       // ordered to drain: fetch nothing until the order is lifted
 
   std::chrono::milliseconds heartbeat_{1000};  // replaced by the dispatcher's "registered"
   std::uint32_t liveness_ = 3;

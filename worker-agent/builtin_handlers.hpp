@@ -18,9 +18,9 @@ struct exec_options {
 // Runs the payload with /bin/sh -c; see agent.hpp for the result format.
 handler make_exec(exec_options options);
 
-job_outcome sleep(const job& j, const stop_token& stop);
-job_outcome echo(const job& j, const stop_token& stop);
-job_outcome fail(const job& j, const stop_token& stop);
+job_outcome sleep(const job& j, job_control& control);
+job_outcome echo(const job& j, job_control& control);
+job_outcome fail(const job& j, job_control& control);
 
 // "exec", "sleep", "echo", "fail".
 const std::vector<std::string>& builtin_types();

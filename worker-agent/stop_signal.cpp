@@ -1,35 +1,11 @@
 #include "worker-agent/stop_signal.hpp"
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <array>
-#include <cerrno>
-#include <system_error>
-
 namespace dispatch::worker {
 
-stop_signal::stop_signal() {
-  std::array<int, 2> fds{};
-  // Non-blocking on both ends: a full pipe already means "wake up", so a writer never needs to
-  // wait, and draining must stop when it is empty.
-  if (::pipe2(fds.data(), O_NONBLOCK | O_CLOEXEC) != 0)
-    throw std::system_error(errno, std::generic_category(), "pipe2");
-  read_end_ = unique_fd(fds[0]);
-  write_end_ = unique_fd(fds[1]);
-}
-
 void stop_signal::request() noexcept {
+  // Count first: the loop reads the count after being woken.
   requests_.fetch_add(1, std::memory_order_acq_rel);
-  const char byte = 1;
-  // EAGAIN (pipe full) is fine: the loop is woken already.
-  [[maybe_unused]] const auto n = ::write(write_end_.get(), &byte, 1);
-}
-
-void stop_signal::drain() noexcept {
-  std::array<char, 64> buf{};
-  while (::read(read_end_.get(), buf.data(), buf.size()) > 0) {
-  }
+  wake_.notify();
 }
 
 }  // namespace dispatch::worker

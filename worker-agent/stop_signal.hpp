@@ -5,25 +5,24 @@
 
 #include <atomic>
 
-#include "worker-agent/unique_fd.hpp"
+#include "worker-agent/wake_pipe.hpp"
 
 namespace dispatch::worker {
 
 class stop_signal {
  public:
-  stop_signal();  // throws std::system_error when the pipe cannot be created
+  stop_signal() = default;  // throws std::system_error when the pipe cannot be created
 
   void request() noexcept;
   int requests() const noexcept { return requests_.load(std::memory_order_acquire); }
 
   // Readable while a request is not yet drained; for the loop's poll.
-  int fd() const noexcept { return read_end_.get(); }
-  void drain() noexcept;
+  int fd() const noexcept { return wake_.fd(); }
+  void drain() noexcept { wake_.drain(); }
 
  private:
   std::atomic<int> requests_{0};
-  unique_fd read_end_;
-  unique_fd write_end_;
+  wake_pipe wake_;
 };
 
 }  // namespace dispatch::worker

@@ -2,6 +2,7 @@
 // code and output (mostly --json, parsed), checked against what the daemon holds.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <ctime>
 #include <cstdio>
 #include <regex>
@@ -109,7 +110,23 @@ const json* find_by(const json& list, const std::string& key, const std::string&
   return nullptr;
 }
 
-const char* const statuses[] = {"pending", "running", "completed", "failed", "dead", "cancelled"};
+const char* const statuses[] = {"pending",   "running",  "completed", "failed",
+                                "dead",      "cancelled", "scheduled"};
+
+millis wall_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// The id a human-readable submit printed.
+task_id id_printed(const ctl_result& r) {
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  std::smatch m;
+  REQUIRE(std::regex_match(r.out, m, std::regex(R"(^(\d+)\n$)")));
+  return std::stoull(m[1].str());
+}
 
 }  // namespace
 
@@ -130,7 +147,8 @@ TEST_CASE("dispatchctl submit, task, tasks and cancel") {
   INFO(t.dump(2));
   REQUIRE(t.is_object());
   for (const char* key : {"id", "project", "type", "priority", "status", "worker", "attempts",
-                          "created_at", "assigned_at", "finished_at"}) {
+                          "created_at", "assigned_at", "finished_at", "timeout_ms", "run_at",
+                          "deadline", "overdue", "idempotency_key", "lease_expires_at"}) {
     INFO("key " << key);
     CHECK(t.contains(key));
   }
@@ -146,6 +164,12 @@ TEST_CASE("dispatchctl submit, task, tasks and cancel") {
   CHECK(t.at("assigned_at").is_null());
   CHECK(t.at("finished_at").is_null());
   CHECK(t.at("payload") == "hi");
+  CHECK(t.at("timeout_ms") == 300000);  // the protocol default, sent by dispatchctl
+  CHECK(t.at("run_at").is_null());
+  CHECK(t.at("deadline").is_null());
+  CHECK(t.at("overdue") == false);
+  CHECK(t.at("idempotency_key").is_null());
+  CHECK(t.at("lease_expires_at").is_null());
 
   // tasks --project P --status pending --json: newest first, only P, only pending.
   const task_id other = submit_via_ctl(run, "Q", "0", "q");
@@ -225,7 +249,7 @@ TEST_CASE("dispatchctl stats, projects, pause, resume and configure") {
     REQUIRE(s.at("tasks").contains(status));
     CHECK(s.at("tasks").at(status) == (std::string(status) == "pending" ? 2 : 0));
   }
-  CHECK(s.at("tasks").size() == 6);
+  CHECK(s.at("tasks").size() == std::size_t(dispatch::task_status_count));
   REQUIRE(s.contains("workers"));
   CHECK(s.at("workers").is_array());
   CHECK(s.at("workers").empty());
@@ -276,6 +300,119 @@ TEST_CASE("dispatchctl stats, projects, pause, resume and configure") {
   CHECK(project_p().at("paused") == true);
 }
 
+TEST_CASE("dispatchctl submit with a delay, deadline, lease and idempotency key") {
+  dispatcher_process d;
+  ctl run(d.admin_endpoint());
+  const millis before = wall_now();
+  const std::vector<std::string> args = {"submit", "--project", "P", "--type", "echo",
+                                         "--timeout", "90s", "--delay", "1h", "--deadline", "+2h",
+                                         "--idempotency-key", "order-17"};
+  const task_id id = id_printed(run(args));
+  const millis after = wall_now();
+
+  const task stored = wire_task(d, id);
+  CHECK(stored.status == task_status::scheduled);
+  CHECK(stored.timeout_ms == 90000);
+  CHECK(stored.run_at >= before + 3'600'000);
+  CHECK(stored.run_at <= after + 3'600'000);
+  CHECK(stored.deadline >= before + 7'200'000);
+  CHECK(stored.deadline <= after + 7'200'000);
+  CHECK(stored.idempotency_key == "order-17");
+
+  const json t = run.json_of({"task", std::to_string(id)});
+  INFO(t.dump(2));
+  CHECK(t.at("status") == "scheduled");
+  CHECK(t.at("timeout_ms") == 90000);
+  CHECK(t.at("run_at") == rfc3339(stored.run_at));
+  CHECK(t.at("deadline") == rfc3339(stored.deadline));
+  CHECK(t.at("overdue") == false);
+  CHECK(t.at("idempotency_key") == "order-17");
+  CHECK(ids_of(run.json_of({"tasks", "--status", "scheduled"})) ==
+        std::vector<std::uint64_t>{id});
+  const json s = run.json_of({"stats"});
+  CHECK(s.at("tasks").at("scheduled") == 1);
+  CHECK(s.at("projects").at(0).at("scheduled") == 1);
+  const auto shown = run({"task", std::to_string(id)});
+  CHECK(shown.code == 0);
+  CHECK_THAT(shown.out, Contains("run_at:"));
+  CHECK_THAT(shown.out, Contains("deadline:"));
+
+  // The same key in the same project names the same task.
+  CHECK(id_printed(run(args)) == id);
+
+  // An absolute start time is sent as given.
+  const task_id at = id_printed(run({"submit", "--project", "P", "--type", "echo", "--run-at",
+                                     "2099-01-01T00:00:00Z"}));
+  CHECK(wire_task(d, at).run_at == 4070908800000);
+}
+
+TEST_CASE("dispatchctl retry and remove") {
+  dispatcher_process d;
+  ctl run(d.admin_endpoint());
+  const task_id id = submit_via_ctl(run, "P", "0", "again");
+  // A live task can be neither retried nor removed.
+  for (const char* command : {"retry", "remove"}) {
+    const auto live = run({command, std::to_string(id)});
+    INFO(command << ": " << live.out);
+    CHECK(live.code == 1);
+    CHECK_THAT(live.out, Contains("invalid_state"));
+  }
+  REQUIRE(run({"cancel", std::to_string(id)}).code == 0);
+
+  auto r = run({"retry", std::to_string(id)});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out == "task " + std::to_string(id) + " queued again\n");
+  CHECK(wire_task(d, id).status == task_status::pending);
+  CHECK(wire_task(d, id).attempts == 0);
+
+  REQUIRE(run({"cancel", std::to_string(id)}).code == 0);
+  CHECK(run.json_of({"remove", std::to_string(id)}) == json{{"ok", true}});
+  const auto gone = run({"task", std::to_string(id)});
+  CHECK(gone.code == 1);
+  CHECK_THAT(gone.out, Contains("unknown_task"));
+  const auto missing = run({"retry", "999999"});
+  CHECK(missing.code == 1);
+  CHECK_THAT(missing.out, Contains("unknown_task"));
+}
+
+TEST_CASE("dispatchctl drain, undrain and retire reach the worker's heartbeat") {
+  dispatcher_process d;
+  ctl run(d.admin_endpoint());
+  wire_client worker(d.work_endpoint());
+  protocol::register_worker reg;
+  reg.worker = "w-order";
+  reg.types = {"echo"};
+  expect<protocol::registered>(worker.call(reg));
+  const auto next_order = [&] {
+    return expect<protocol::heartbeat_reply>(worker.call(protocol::heartbeat{})).order;
+  };
+  CHECK(next_order() == "none");
+
+  auto r = run({"drain", "w-order"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out == "worker w-order draining\n");
+  CHECK(next_order() == "drain");
+  const json workers = run.json_of({"workers"});
+  INFO(workers.dump(2));
+  REQUIRE(workers.size() == 1);
+  CHECK(workers.at(0).at("state") == "draining");
+
+  r = run({"undrain", "w-order"});
+  INFO(r.out);
+  CHECK(r.code == 0);
+  CHECK(r.out == "worker w-order taking work again\n");
+  CHECK(next_order() == "none");
+
+  CHECK(run.json_of({"retire", "w-order"}) == json{{"ok", true}});
+  CHECK(next_order() == "stop");
+
+  const auto nobody = run({"drain", "w-nobody"});
+  CHECK(nobody.code == 1);
+  CHECK_THAT(nobody.out, Contains("unknown_worker"));
+}
+
 TEST_CASE("dispatchctl workers lists a worker registered over the wire") {
   dispatcher_process d;
   ctl run(d.admin_endpoint());
@@ -319,6 +456,10 @@ TEST_CASE("dispatchctl refuses bad command lines with exit code 2 and a message"
       {{"submit", "--project", "P", "--type", "echo", "--priority", "high"}, "high"},
       {{"configure", "P", "--weight", "0"}, "--weight"},
       {{"--timeout", "soon", "stats"}, "soon"},
+      {{"submit", "--project", "P", "--type", "echo", "--deadline", "tomorrow"}, "--deadline"},
+      {{"submit", "--project", "P", "--type", "echo", "--timeout", "0s"}, "--timeout"},
+      {{"retry", "x"}, "x"},
+      {{"drain"}, "WORKER"},
       {{}, "command"},
   };
   for (const auto& [args, mention] : cases) {

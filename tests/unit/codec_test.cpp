@@ -14,11 +14,13 @@ using namespace dispatch::protocol;
 // ---- equality for the contract structs, which define none themselves ----
 namespace dispatch {
 bool operator==(const task& a, const task& b) {
-  return std::tie(a.id, a.project, a.type, a.priority, a.payload, a.tags, a.status, a.attempts,
-                  a.max_attempts, a.worker, a.created_at, a.assigned_at, a.finished_at, a.result,
-                  a.error) == std::tie(b.id, b.project, b.type, b.priority, b.payload, b.tags,
-                                       b.status, b.attempts, b.max_attempts, b.worker, b.created_at,
-                                       b.assigned_at, b.finished_at, b.result, b.error);
+  auto fields = [](const task& t) {
+    return std::tie(t.id, t.project, t.type, t.priority, t.payload, t.tags, t.status, t.attempts,
+                    t.max_attempts, t.timeout_ms, t.run_at, t.deadline, t.overdue,
+                    t.idempotency_key, t.lease_expires_at, t.worker, t.created_at, t.assigned_at,
+                    t.finished_at, t.result, t.error);
+  };
+  return fields(a) == fields(b);
 }
 }  // namespace dispatch
 
@@ -37,7 +39,13 @@ FIELDS_EQUAL(complete, m.task, m.attempt, m.result)
 FIELDS_EQUAL(fail, m.task, m.attempt, m.error, m.retryable)
 NO_FIELDS(heartbeat)
 NO_FIELDS(goodbye)
-FIELDS_EQUAL(task_spec, m.project, m.type, m.priority, m.payload, m.tags, m.max_attempts)
+FIELDS_EQUAL(task_spec, m.project, m.type, m.priority, m.payload, m.tags, m.max_attempts,
+             m.timeout_ms, m.run_at, m.delay_ms, m.deadline, m.idempotency_key)
+FIELDS_EQUAL(extend, m.task, m.attempt, m.extend_ms)
+FIELDS_EQUAL(retry_task, m.task)
+FIELDS_EQUAL(remove_task, m.task)
+FIELDS_EQUAL(worker_order, m.worker, m.order)
+FIELDS_EQUAL(heartbeat_reply, m.order, m.cancel, m.expiring)
 FIELDS_EQUAL(submit, m.tasks)
 FIELDS_EQUAL(get_task, m.task)
 FIELDS_EQUAL(cancel, m.task)
@@ -48,7 +56,7 @@ NO_FIELDS(get_stats)
 FIELDS_EQUAL(pause_project, m.project)
 FIELDS_EQUAL(resume_project, m.project)
 FIELDS_EQUAL(configure_project, m.project, m.max_inflight, m.weight)
-FIELDS_EQUAL(job, m.task, m.project, m.type, m.priority, m.payload, m.attempt)
+FIELDS_EQUAL(job, m.task, m.project, m.type, m.priority, m.payload, m.attempt, m.timeout_ms)
 FIELDS_EQUAL(registered, m.heartbeat_ms, m.liveness)
 FIELDS_EQUAL(jobs, m.jobs)
 NO_FIELDS(ok)
@@ -86,6 +94,12 @@ task sample_task(task_id id) {
   t.status = task_status::running;
   t.attempts = 2;
   t.max_attempts = 5;
+  t.timeout_ms = 45000;
+  t.run_at = 1700000000000;
+  t.deadline = 1700000999000;
+  t.overdue = true;
+  t.idempotency_key = "order-17";
+  t.lease_expires_at = 1700000045456;
   t.worker = "w-1";
   t.created_at = 1700000000123;
   t.assigned_at = 1700000000456;
@@ -287,8 +301,8 @@ TEST_CASE("every request type round-trips with non-default values") {
   round_trip({4, fail{99, 4, "disk full", false}});
   round_trip({5, heartbeat{}});
   round_trip({6, goodbye{}});
-  round_trip({7, submit{{task_spec{"a", "t1", INT32_MIN, all_bytes(), {"x"}, 1000},
-                         task_spec{"b", "t2", INT32_MAX, "", {}, 1}}}});
+  round_trip({7, submit{{task_spec{"a", "t1", INT32_MIN, all_bytes(), {"x"}, 1000, 1, 1700000000000, 0, 1800000000000, "k"},
+                         task_spec{"b", "t2", INT32_MAX, "", {}, 1, 604800000, 0, 5000, 0, ""}}}});
   round_trip({8, get_task{123}});
   round_trip({9, cancel{456}});
   round_trip({10, list_tasks{std::string("proj"), task_status::dead, 10000}});
@@ -300,11 +314,15 @@ TEST_CASE("every request type round-trips with non-default values") {
   round_trip({UINT64_MAX, resume_project{"proj"}});
   round_trip({16, configure_project{"proj", 0u, 7u}});
   round_trip({17, configure_project{"proj", std::nullopt, std::nullopt}});
+  round_trip({18, extend{5, 2, 60000}});
+  round_trip({19, retry_task{6}});
+  round_trip({20, remove_task{7}});
+  round_trip({21, worker_order{"w-1", "drain"}});
 }
 
 TEST_CASE("every reply type round-trips") {
   round_trip({1, registered{250, 5}});
-  round_trip({2, jobs{{job{1, "p", "t", -3, all_bytes(), 1}, job{2, "q", "u", 9, "", 7}}}});
+  round_trip({2, jobs{{job{1, "p", "t", -3, all_bytes(), 1, 30000}, job{2, "q", "u", 9, "", 7, 1}}}});
   round_trip({3, jobs{}});
   round_trip({4, ok{}});
   round_trip({5, submitted{{1, 2, UINT64_MAX}}});
@@ -314,6 +332,8 @@ TEST_CASE("every reply type round-trips") {
   round_trip({9, project_list{{sample_project()}}});
   round_trip({10, stats{full_counts(0), {sample_worker()}, {sample_project()}, 12, 11}});
   round_trip({0, error{error_code::stale_lease, "attempt 3 is not the current lease"}});
+  round_trip({11, heartbeat_reply{"stop", {3, 4}, {5}}});
+  round_trip({12, heartbeat_reply{}});
 }
 
 TEST_CASE("type names match the wire names") {
@@ -509,7 +529,7 @@ TEST_CASE("submit validation names the task and field") {
   check_bad_field(submit_with_fourth(valid_spec().set("tags", std::vector<std::string>{"a", ""})),
                   "tasks[3].tags[1]");
 
-  const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3}}}});
+  const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3, 300000, 0, 0, 0, ""}}}});
   check_bad_field(raw_map(base).erase("tasks").bytes(), "tasks");
   check_bad_field(raw_map(base).set("tasks", std::vector<int>{}).bytes(), "tasks");
   check_bad_field(raw_map(base).set("tasks", std::vector<int>{1}).bytes(), "tasks[0]");
@@ -674,7 +694,7 @@ TEST_CASE("reply decoding is strict and precise") {
     CHECK(reject_reply(m.bytes()).message.rfind("heartbeat_ms: ", 0) == 0);
   }
   SECTION("a request type is not a reply type") {
-    CHECK(reject_reply(encoded(request{1, heartbeat{}})).code == error_code::unknown_type);
+    CHECK(reject_reply(encoded(request{1, fetch{}})).code == error_code::unknown_type);
   }
   SECTION("unknown error code from a newer peer becomes internal, name kept") {
     raw_map m(encoded(reply{9, error{error_code::storage, "disk"}}));
@@ -686,12 +706,12 @@ TEST_CASE("reply decoding is strict and precise") {
     CHECK(e.code == error_code::internal);
     CHECK(e.message == "rate_limited: disk");
   }
-  SECTION("status counts always carry all six statuses") {
+  SECTION("status counts always carry every status") {
     reply out;
     decode_failure why;
     REQUIRE(decode(encoded(reply{1, stats{{{"pending", 4}}, {}, {}, 0, 0}}), out, why));
     const auto s = std::get<stats>(out.body);
-    CHECK(s.tasks.size() == 6);
+    CHECK(s.tasks.size() == std::size_t(task_status_count));
     CHECK(s.tasks.at("pending") == 4);
     CHECK(s.tasks.at("cancelled") == 0);
   }
@@ -708,7 +728,7 @@ TEST_CASE("seeded random bytes never make a decoder throw") {
   std::uniform_int_distribution<std::size_t> length(0, 48);
   const std::vector<std::string> seeds = {
       encoded(request{1, register_worker{"w", {"t"}, {"g"}, 2, worker_pool::reserve, {3}}}),
-      encoded(request{2, submit{{task_spec{"p", "t", 1, "xy", {"g"}, 2}}}}),
+      encoded(request{2, submit{{task_spec{"p", "t", 1, "xy", {"g"}, 2, 300000, 0, 0, 0, ""}}}}),
       encoded(reply{3, task_info{sample_task(4)}}),
       encoded(reply{4, stats{full_counts(1), {sample_worker()}, {sample_project()}, 1, 2}})};
   const std::vector<error_code> request_codes = {error_code::malformed,

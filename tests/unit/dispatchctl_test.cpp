@@ -38,6 +38,36 @@ parse_result parse(std::initializer_list<const char*> args) {
   return parse_args(static_cast<int>(argv.size()), argv.data());
 }
 
+// The same with the clock fixed, for relative times.
+parse_result parse_at(millis now, const std::vector<const char*>& args) {
+  std::vector<const char*> argv{"dispatchctl"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return parse_args(static_cast<int>(argv.size()), argv.data(), now);
+}
+
+// The one spec of a parsed submit; fails the test if the command line was not a submit.
+protocol::task_spec submitted_spec(const parse_result& r) {
+  INFO(r.err);
+  REQUIRE(r.run);
+  const auto* s = std::get_if<protocol::submit>(&r.run->request);
+  REQUIRE(s);
+  REQUIRE(s->tasks.size() == 1);
+  return s->tasks[0];
+}
+
+// print_reply of `reply` to `request`: exit code, stdout, stderr.
+struct printed {
+  int code = -1;
+  std::string out;
+  std::string err;
+};
+printed print(const protocol::request_body& request, bool json, const protocol::reply_body& reply) {
+  std::ostringstream out;
+  std::ostringstream err;
+  const int code = print_reply(request, json, reply, out, err);
+  return {code, out.str(), err.str()};
+}
+
 task sample_task() {
   task t;
   t.id = 42;
@@ -131,6 +161,74 @@ TEST_CASE("RFC 3339 formatting", "[dispatchctl][time]") {
   CHECK(format_rfc3339(951782400000) == std::optional<std::string>("2000-02-29T00:00:00.000Z"));
 }
 
+TEST_CASE("RFC 3339 parsing", "[dispatchctl][time]") {
+  using opt = std::optional<millis>;
+  CHECK(parse_rfc3339("2026-11-21T05:40:25.123Z") == opt(known_time));
+  CHECK(parse_rfc3339("2026-11-21T05:40:25Z") == opt(known_time - 123));
+  CHECK(parse_rfc3339("2026-11-21t05:40:25.123z") == opt(known_time));  // RFC 3339 5.6 note
+  CHECK(parse_rfc3339("2026-11-21T05:40:25.1Z") == opt(known_time - 23));
+  CHECK(parse_rfc3339("2026-11-21T05:40:25.123999Z") == opt(known_time));  // truncated, not rounded
+  CHECK(parse_rfc3339("1970-01-01T00:00:00.001Z") == opt(1));
+  CHECK(parse_rfc3339("2000-02-29T00:00:00Z") == opt(951782400000));
+  CHECK(parse_rfc3339("9999-12-31T23:59:59.999Z") == opt(253402300799999));
+
+  for (const char* bad : {
+           "",
+           "2026-11-21",                      // no time
+           "2026-11-21T05:40:25",             // no zone
+           "2026-11-21T05:40:25+01:00",       // offsets are refused, only UTC
+           "2026-11-21 05:40:25Z",            // space separator
+           "2026-11-21T05:40:25.Z",           // fraction without digits
+           "2026-11-21T05:40:25.123ZZ",       // trailing garbage
+           "2026-11-21T5:40:25Z",             // short field
+           "2026-13-01T00:00:00Z",            // month 13
+           "2026-00-01T00:00:00Z",            // month 0
+           "2026-04-31T00:00:00Z",            // April has 30 days
+           "2025-02-29T00:00:00Z",            // not a leap year
+           "2100-02-29T00:00:00Z",            // century, not a leap year
+           "2026-11-21T24:00:00Z",            // hour 24
+           "2026-11-21T23:60:00Z",            // minute 60
+           "2026-12-31T23:59:60Z",            // leap second
+           "1969-12-31T23:59:59Z",            // before the epoch
+           "1970-01-01T00:00:00Z",            // the epoch itself is "unset" on the wire
+           "+026-11-21T05:40:25Z",            // sign in the year
+       }) {
+    INFO("'" << bad << "'");
+    CHECK_FALSE(parse_rfc3339(bad).has_value());
+  }
+}
+
+TEST_CASE("RFC 3339 round trip with the formatter", "[dispatchctl][time]") {
+  // Spread over the whole supported range, odd milliseconds included; leap days on the way.
+  for (millis t = 1; t < 253402300799999; t += 7'777'777'777 + 13) {
+    const auto text = format_rfc3339(t);
+    REQUIRE(text);
+    INFO(*text);
+    CHECK(parse_rfc3339(*text) == std::optional<millis>(t));
+  }
+  CHECK(parse_rfc3339(*format_rfc3339(951868799999)) == std::optional<millis>(951868799999));
+}
+
+TEST_CASE("time arguments: RFC 3339, ms since the epoch, +DURATION", "[dispatchctl][time]") {
+  using opt = std::optional<millis>;
+  const millis now = known_time;
+  CHECK(parse_time_arg("2026-11-21T05:40:25.123Z", now, false) == opt(known_time));
+  CHECK(parse_time_arg("1795239625123", now, false) == opt(known_time));
+  CHECK(parse_time_arg("+10s", now, true) == opt(now + 10'000));
+  CHECK(parse_time_arg("+250", now, true) == opt(now + 250));  // bare number: ms
+  CHECK(parse_time_arg("+2h", now, true) == opt(now + 7'200'000));
+  CHECK_FALSE(parse_time_arg("+10s", now, false));  // only where relative times make sense
+  CHECK_FALSE(parse_time_arg("+0s", now, true));    // already passed
+  CHECK_FALSE(parse_time_arg("+", now, true));
+  CHECK_FALSE(parse_time_arg("+10 s", now, true));
+  CHECK_FALSE(parse_time_arg("+-10s", now, true));
+  CHECK_FALSE(parse_time_arg("0", now, true));  // 0 is "unset" on the wire
+  CHECK_FALSE(parse_time_arg("-5", now, true));
+  CHECK_FALSE(parse_time_arg("12x", now, true));
+  CHECK_FALSE(parse_time_arg("99999999999999999999", now, true));  // beyond int64
+  CHECK_FALSE(parse_time_arg("", now, true));
+}
+
 TEST_CASE("UTF-8 check and base64", "[dispatchctl][encoding]") {
   CHECK(is_valid_utf8(""));
   CHECK(is_valid_utf8("plain"));
@@ -152,10 +250,11 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
   const json j = task_json(sample_task());
   std::vector<std::string> keys;
   for (const auto& item : j.items()) keys.push_back(item.key());
-  CHECK(keys == std::vector<std::string>{"id", "project", "type", "priority", "status", "worker",
-                                         "attempts", "max_attempts", "tags", "created_at",
-                                         "assigned_at", "finished_at", "error", "payload",
-                                         "result"});
+  CHECK(keys == std::vector<std::string>{
+                     "id", "project", "type", "priority", "status", "worker", "attempts",
+                     "max_attempts", "timeout_ms", "tags", "idempotency_key", "created_at",
+                     "assigned_at", "finished_at", "run_at", "deadline", "overdue",
+                     "lease_expires_at", "error", "payload", "result"});
   CHECK(j["id"] == 42);
   CHECK(j["project"] == "alpha");
   CHECK(j["type"] == "resize");
@@ -164,10 +263,16 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
   CHECK(j["worker"] == "w-1");
   CHECK(j["attempts"] == 1);
   CHECK(j["max_attempts"] == 5);
+  CHECK(j["timeout_ms"] == 300000);
   CHECK(j["tags"] == json::array({"gpu", "eu"}));
+  CHECK(j["idempotency_key"].is_null());
   CHECK(j["created_at"] == "2026-11-21T05:40:25.123Z");
   CHECK(j["assigned_at"] == "2026-11-21T05:40:26.123Z");
   CHECK(j["finished_at"].is_null());
+  CHECK(j["run_at"].is_null());
+  CHECK(j["deadline"].is_null());
+  CHECK(j["overdue"] == false);
+  CHECK(j["lease_expires_at"].is_null());
   CHECK(j["error"] == "");
   CHECK(j["payload"] == "{\"w\":10}");
   CHECK(j["result"] == "");
@@ -183,6 +288,25 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
     CHECK_FALSE(b.contains("result_base64"));
     // Must serialise even though the bytes are not text.
     CHECK_NOTHROW(dump_json(b));
+  }
+
+  SECTION("scheduling fields, when set") {
+    task t = sample_task();
+    t.status = task_status::scheduled;
+    t.timeout_ms = 90'000;
+    t.run_at = known_time + 60'000;
+    t.deadline = known_time + 3'600'000;
+    t.overdue = true;
+    t.idempotency_key = "order-17";
+    t.lease_expires_at = known_time + 5'000;
+    const json k = task_json(t);
+    CHECK(k["status"] == "scheduled");
+    CHECK(k["timeout_ms"] == 90000);
+    CHECK(k["run_at"] == "2026-11-21T05:41:25.123Z");
+    CHECK(k["deadline"] == "2026-11-21T06:40:25.123Z");
+    CHECK(k["overdue"] == true);
+    CHECK(k["idempotency_key"] == "order-17");
+    CHECK(k["lease_expires_at"] == "2026-11-21T05:40:30.123Z");
   }
 }
 
@@ -212,15 +336,17 @@ TEST_CASE("stats JSON has every status and the documented shape", "[dispatchctl]
 
   const json j = stats_json(s);
   const json expected = json::parse(R"({
-    "tasks": {"pending": 3, "running": 1, "completed": 0, "failed": 0, "dead": 0, "cancelled": 0},
+    "tasks": {"pending": 3, "running": 1, "completed": 0, "failed": 0, "dead": 0, "cancelled": 0,
+              "scheduled": 0},
     "workers": [{"id": "w-1", "pool": "reserve", "state": "standby", "capacity": 4, "running": 2,
                  "completed": 10, "failed": 1, "types": ["resize"], "tags": ["gpu"]}],
     "projects": [{"name": "alpha", "paused": true, "max_inflight": 8, "weight": 2,
                   "pending": 0, "running": 0, "completed": 7, "failed": 0, "dead": 0,
-                  "cancelled": 0}],
+                  "cancelled": 0, "scheduled": 0}],
     "reserve": {"engagements": 5, "releases": 4}
   })");
   CHECK(j == expected);
+  CHECK(j["tasks"].size() == std::size_t(task_status_count));
   CHECK(workers_json(s.workers) == expected["workers"]);
   CHECK(projects_json(s.projects) == expected["projects"]);
 }
@@ -268,11 +394,49 @@ TEST_CASE("tables align their columns under the header", "[dispatchctl][table]")
 
     protocol::project_info p;
     p.name = "alpha";
-    p.counts = {{"pending", 12}};
+    p.counts = {{"pending", 12}, {"scheduled", 4}};
     const auto projects = lines_of(render_projects({p}));
     REQUIRE(projects.size() == 2);
-    CHECK(column_starts(projects[0]).size() == 10);
+    CHECK(column_starts(projects[0]).size() == 11);
     CHECK(column_starts(projects[1]) == column_starts(projects[0]));
+    CHECK(projects[0].substr(projects[0].rfind("  ") + 2) == "SCHEDULED");
+    CHECK(projects[1].back() == '4');
+
+    protocol::stats s;
+    s.tasks = {{"scheduled", 2}};
+    const auto stats = lines_of(render_stats(s));
+    REQUIRE_FALSE(stats.empty());
+    CHECK(stats[0] == "tasks: pending 0, running 0, completed 0, failed 0, dead 0, cancelled 0, "
+                      "scheduled 2");
+  }
+  SECTION("single task: scheduling lines only when set") {
+    const std::string plain = render_task(sample_task());
+    CHECK(plain.find("timeout:") != std::string::npos);
+    CHECK(plain.find("5m") != std::string::npos);
+    for (const char* absent : {"run_at", "deadline", "overdue", "lease_expires_at",
+                               "idempotency_key"}) {
+      INFO(absent);
+      CHECK(plain.find(absent) == std::string::npos);
+    }
+    task t = sample_task();
+    t.run_at = known_time + 60'000;
+    t.deadline = known_time + 3'600'000;
+    t.overdue = true;
+    t.lease_expires_at = known_time + 5'000;
+    t.idempotency_key = "order-17";
+    const auto lines = lines_of(render_task(t));
+    const auto has = [&](const std::string& name, const std::string& value) {
+      for (const auto& line : lines)
+        if (line.rfind(name + ":", 0) == 0 && line.size() >= value.size() &&
+            line.compare(line.size() - value.size(), value.size(), value) == 0)
+          return true;
+      return false;
+    };
+    CHECK(has("run_at", "2026-11-21T05:41:25.123Z"));
+    CHECK(has("deadline", "2026-11-21T06:40:25.123Z"));
+    CHECK(has("overdue", "yes"));
+    CHECK(has("lease_expires_at", "2026-11-21T05:40:30.123Z"));
+    CHECK(has("idempotency_key", "order-17"));
   }
 }
 
@@ -311,6 +475,77 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
     CHECK(s->tasks[0].payload == "hi");
     CHECK(s->tasks[0].tags == std::vector<std::string>{"a", "b"});
     CHECK(s->tasks[0].max_attempts == 7);
+    // Scheduling fields not given: the protocol defaults.
+    CHECK(s->tasks[0].timeout_ms == 300000);
+    CHECK(s->tasks[0].run_at == 0);
+    CHECK(s->tasks[0].delay_ms == 0);
+    CHECK(s->tasks[0].deadline == 0);
+    CHECK(s->tasks[0].idempotency_key.empty());
+  }
+  SECTION("submit scheduling flags") {
+    const millis now = known_time;
+    auto spec = submitted_spec(
+        parse_at(now, {"submit", "--project", "p", "--type", "t", "--timeout", "90s", "--delay",
+                       "2m", "--deadline", "+10s", "--idempotency-key", "order-17"}));
+    CHECK(spec.timeout_ms == 90000);
+    CHECK(spec.delay_ms == 120000);
+    CHECK(spec.run_at == 0);
+    CHECK(spec.deadline == now + 10000);
+    CHECK(spec.idempotency_key == "order-17");
+
+    spec = submitted_spec(parse_at(now, {"submit", "--project", "p", "--type", "t", "--run-at",
+                                         "2026-11-21T10:00:00Z", "--deadline",
+                                         "2026-11-21T11:00:00.250Z"}));
+    CHECK(spec.run_at == *parse_rfc3339("2026-11-21T10:00:00Z"));
+    CHECK(spec.deadline == *parse_rfc3339("2026-11-21T11:00:00.250Z"));
+    CHECK(spec.delay_ms == 0);
+
+    spec = submitted_spec(parse_at(now, {"submit", "--project", "p", "--type", "t", "--run-at",
+                                         "1795239625123", "--deadline", "1795239700000"}));
+    CHECK(spec.run_at == known_time);
+    CHECK(spec.deadline == 1795239700000);
+
+    // Limits of the protocol are accepted: a lease of 1 ms and of a week, a key of 256 bytes.
+    const std::string key(256, 'k');
+    spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--timeout", "1",
+                                 "--idempotency-key", key.c_str()}));
+    CHECK(spec.timeout_ms == 1);
+    CHECK(spec.idempotency_key == key);
+    CHECK(submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--timeout", "168h",
+                                "--delay", "0"}))
+              .timeout_ms == 604800000);
+
+    // Without a fixed clock, +10s is counted from the wall clock at parse time.
+    const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+    spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--deadline", "+10s"}));
+    const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    CHECK(spec.deadline >= before + 10000);
+    CHECK(spec.deadline <= after + 10000);
+  }
+  SECTION("submit --timeout is the lease; the client timeout goes before the command") {
+    const auto r = parse({"--timeout", "10s", "submit", "--project", "p", "--type", "t",
+                          "--timeout", "1m"});
+    CHECK(submitted_spec(r).timeout_ms == 60000);
+    CHECK(r.run->timeout == 10s);
+  }
+  SECTION("retry, remove and worker orders") {
+    CHECK(std::get<protocol::retry_task>(parse({"retry", "7"}).run->request).task == 7);
+    CHECK(std::get<protocol::remove_task>(parse({"remove", "8"}).run->request).task == 8);
+    for (const auto& [command, order] : std::vector<std::pair<const char*, const char*>>{
+             {"drain", "drain"}, {"undrain", "resume"}, {"retire", "stop"}}) {
+      INFO(command);
+      const auto r = parse({command, "w1", "--json"});
+      REQUIRE(r.run);
+      CHECK(r.run->json);
+      const auto* o = std::get_if<protocol::worker_order>(&r.run->request);
+      REQUIRE(o);
+      CHECK(o->worker == "w1");
+      CHECK(o->order == order);
+    }
   }
   SECTION("positional arguments") {
     CHECK(std::get<protocol::get_task>(parse({"task", "12"}).run->request).task == 12);
@@ -343,6 +578,12 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
              {"--timeout", "0s", "stats"},              // zero duration
              {"submit", "--project", "p", "--type", "t", "--max-attempts", "0"},
              {"submit", "--project", "p", "--type", "t", "--priority", "9999999999"},
+             {"retry"},                                 // missing id
+             {"retry", "x"},                            // non-numeric id
+             {"remove", "0"},                           // ids start at 1
+             {"drain"},                                 // missing worker
+             {"undrain"},
+             {"retire"},
          }) {
       std::vector<const char*> argv{"dispatchctl"};
       argv.insert(argv.end(), args.begin(), args.end());
@@ -353,6 +594,70 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
       CHECK(r.exit_code == exit_usage);
       CHECK(r.err.rfind("dispatchctl: ", 0) == 0);
     }
+  }
+}
+
+TEST_CASE("bad scheduling values exit 2 naming the option", "[dispatchctl][cli]") {
+  const std::string long_key(257, 'k');
+  const std::vector<std::pair<std::vector<const char*>, std::string>> cases = {
+      {{"--timeout", "0s"}, "--timeout"},
+      {{"--timeout", "169h"}, "--timeout"},  // above the protocol's week
+      {{"--timeout", "5 m"}, "--timeout"},
+      {{"--timeout", "-5s"}, "--timeout"},
+      {{"--delay", "soon"}, "--delay"},
+      {{"--delay", "8d"}, "--delay"},
+      {{"--delay", "169h"}, "--delay"},
+      {{"--run-at", "2026-02-30T00:00:00Z"}, "--run-at"},
+      {{"--run-at", "2026-11-21T10:00:00+01:00"}, "--run-at"},
+      {{"--run-at", "+10s"}, "--run-at"},  // relative only for --deadline; --delay exists
+      {{"--run-at", "0"}, "--run-at"},
+      {{"--deadline", "tomorrow"}, "--deadline"},
+      {{"--deadline", "+0s"}, "--deadline"},
+      {{"--deadline", "+10x"}, "--deadline"},
+      {{"--idempotency-key", ""}, "--idempotency-key"},
+      {{"--idempotency-key", long_key.c_str()}, "--idempotency-key"},
+      {{"--run-at", "1795239625123", "--delay", "5s"}, "--run-at"},  // ambiguous together
+  };
+  for (const auto& [extra, option] : cases) {
+    std::vector<const char*> args{"submit", "--project", "p", "--type", "t"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto r = parse_at(known_time, args);
+    INFO(extra.front() << " " << (extra.size() > 1 ? extra[1] : "") << "\n" << r.err);
+    CHECK_FALSE(r.run);
+    CHECK(r.exit_code == exit_usage);
+    CHECK(r.err.rfind("dispatchctl: ", 0) == 0);
+    CHECK(r.err.find(option) != std::string::npos);
+  }
+}
+
+TEST_CASE("retry, remove and worker orders print one line or {\"ok\": true}",
+          "[dispatchctl][commands]") {
+  const std::vector<std::pair<protocol::request_body, std::string>> cases = {
+      {protocol::retry_task{7}, "task 7 queued again\n"},
+      {protocol::remove_task{7}, "task 7 removed\n"},
+      {protocol::worker_order{"w1", "drain"}, "worker w1 draining\n"},
+      {protocol::worker_order{"w1", "resume"}, "worker w1 taking work again\n"},
+      {protocol::worker_order{"w1", "stop"}, "worker w1 retiring\n"},
+  };
+  for (const auto& [request, line] : cases) {
+    INFO(line);
+    const auto human = print(request, false, protocol::ok{});
+    CHECK(human.code == exit_ok);
+    CHECK(human.out == line);
+    CHECK(human.err.empty());
+
+    const auto machine = print(request, true, protocol::ok{});
+    CHECK(machine.code == exit_ok);
+    CHECK(json::parse(machine.out) == json{{"ok", true}});
+
+    const auto refused = print(
+        request, false, protocol::error{protocol::error_code::invalid_state, "not allowed"});
+    CHECK(refused.code == exit_failure);
+    CHECK(refused.out.empty());
+    CHECK(refused.err == "dispatchctl: invalid_state: not allowed\n");
+
+    // Anything but ok is a reply of the wrong kind.
+    CHECK(print(request, false, protocol::submitted{{1}}).code == exit_failure);
   }
 }
 
@@ -418,7 +723,9 @@ TEST_CASE("admin client talks to a real ROUTER", "[dispatchctl][client]") {
     admin_client client(context, server.endpoint(), 2s);
     invocation inv;
     inv.json = true;
-    inv.request = protocol::submit{{protocol::task_spec{"p", "t", 2, "x", {"a"}, 4}}};
+    inv.request = protocol::submit{{protocol::task_spec{"p", "t", 2, "x", {"a"}, 4, 90000,
+                                                        known_time, 0, known_time + 10000,
+                                                        "order-17"}}};
     std::ostringstream out;
     std::ostringstream err;
     CHECK(execute(inv, client, out, err) == exit_ok);
@@ -430,6 +737,10 @@ TEST_CASE("admin client talks to a real ROUTER", "[dispatchctl][client]") {
     CHECK(spec.priority == 2);
     CHECK(spec.payload == "x");
     CHECK(spec.max_attempts == 4);
+    CHECK(spec.timeout_ms == 90000);
+    CHECK(spec.run_at == known_time);
+    CHECK(spec.deadline == known_time + 10000);
+    CHECK(spec.idempotency_key == "order-17");
   }
 
   SECTION("an unreachable endpoint times out") {

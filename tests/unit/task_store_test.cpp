@@ -1,16 +1,32 @@
 // task_store against a real RocksDB, one fresh directory per test.
 #include <catch2/catch.hpp>
 
-#include <stdlib.h>  // mkdtemp
-#include <unistd.h>  // getpid
+#include <dlfcn.h>         // dlsym: RocksDB's C API, to write records bypassing task_store
+#include <fcntl.h>         // open
+#include <rocksdb/c.h>     // declarations only; the functions are looked up at run time
+#include <signal.h>        // sigaction
+#include <stdlib.h>        // mkdtemp, getenv
+#include <sys/resource.h>  // setrlimit
+#include <sys/wait.h>      // waitpid
+#include <unistd.h>        // fork, execve
 
+#include <algorithm>
+#include <array>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "persistence/task_store.hpp"
+#include "protocol/codec.hpp"
+
+extern char** environ;  // POSIX: the environment execve() passes on
 
 namespace fs = std::filesystem;
 using namespace dispatch;
@@ -87,6 +103,12 @@ void require_same(const task& a, const task& b) {
   REQUIRE(a.status == b.status);
   REQUIRE(a.attempts == b.attempts);
   REQUIRE(a.max_attempts == b.max_attempts);
+  REQUIRE(a.timeout_ms == b.timeout_ms);
+  REQUIRE(a.run_at == b.run_at);
+  REQUIRE(a.deadline == b.deadline);
+  REQUIRE(a.overdue == b.overdue);
+  REQUIRE(a.idempotency_key == b.idempotency_key);
+  REQUIRE(a.lease_expires_at == b.lease_expires_at);
   REQUIRE(a.worker == b.worker);
   REQUIRE(a.created_at == b.created_at);
   REQUIRE(a.assigned_at == b.assigned_at);
@@ -102,8 +124,9 @@ std::vector<task_id> ids(const std::vector<task>& tasks) {
 }
 
 status_counts make_counts(std::uint64_t pending, std::uint64_t running, std::uint64_t completed,
-                          std::uint64_t failed, std::uint64_t dead, std::uint64_t cancelled) {
-  return {pending, running, completed, failed, dead, cancelled};
+                          std::uint64_t failed, std::uint64_t dead, std::uint64_t cancelled,
+                          std::uint64_t scheduled = 0) {
+  return {pending, running, completed, failed, dead, cancelled, scheduled};
 }
 
 // Moves `t` to `to` in its own batch, as the persistence actor would.
@@ -123,6 +146,128 @@ std::vector<task> list(task_store& s, const task_filter& f) {
   return out;
 }
 
+std::optional<task_id> find_key(task_store& s, const std::string& project,
+                                const std::string& key, millis not_before) {
+  std::optional<task_id> out;
+  const status st = s.find_idempotent(project, key, not_before, out);
+  INFO(st.to_string());
+  REQUIRE(st.is_ok());
+  return out;
+}
+
+purge_result purge(task_store& s, millis finished_before, millis keys_before,
+                   std::size_t max_items) {
+  purge_result out;
+  const status st = s.purge(finished_before, keys_before, max_items, out);
+  INFO(st.to_string());
+  REQUIRE(st.is_ok());
+  return out;
+}
+
+task finished_task(task_id id, const std::string& project, task_status st, millis finished_at) {
+  task t = make_task(id, project, st);
+  t.finished_at = finished_at;
+  return t;
+}
+
+// Writes raw records into a store through RocksDB's C API, bypassing task_store: a store in the
+// layout of an older release, or records task_store would never write. The test links only
+// dispatch_persistence, which keeps RocksDB private; the library is loaded in this process all
+// the same, so its C entry points are found with dlsym rather than by linking the test against
+// RocksDB.
+class raw_store_writer {
+ public:
+  // The column families of the release before "idempotency", in its order; with_idempotency
+  // adds that one as the current release has it.
+  static constexpr std::size_t live = 1, done = 2, meta = 3, idempotency = 5;
+
+  raw_store_writer(const std::string& dir, bool with_idempotency) {
+    if (!with_idempotency) names_.pop_back();
+    handles_.resize(names_.size(), nullptr);
+    auto* options_create = fn<decltype(rocksdb_options_create)>("rocksdb_options_create");
+    options_.reset(options_create());
+    fn<decltype(rocksdb_options_set_create_if_missing)>("rocksdb_options_set_create_if_missing")(
+        options_.get(), 1);
+    fn<decltype(rocksdb_options_set_create_missing_column_families)>(
+        "rocksdb_options_set_create_missing_column_families")(options_.get(), 1);
+    write_options_.reset(
+        fn<decltype(rocksdb_writeoptions_create)>("rocksdb_writeoptions_create")());
+    std::vector<const rocksdb_options_t*> cf_options(names_.size(), options_.get());
+    char* err = nullptr;
+    db_ = fn<decltype(rocksdb_open_column_families)>("rocksdb_open_column_families")(
+        options_.get(), dir.c_str(), static_cast<int>(names_.size()), names_.data(),
+        cf_options.data(), handles_.data(), &err);
+    check(err);
+    REQUIRE(db_ != nullptr);
+  }
+  ~raw_store_writer() {
+    auto* destroy_handle =
+        fn<decltype(rocksdb_column_family_handle_destroy)>("rocksdb_column_family_handle_destroy");
+    for (auto* h : handles_)
+      if (h != nullptr) destroy_handle(h);
+    if (db_ != nullptr) fn<decltype(rocksdb_close)>("rocksdb_close")(db_);
+  }
+  raw_store_writer(const raw_store_writer&) = delete;
+  raw_store_writer& operator=(const raw_store_writer&) = delete;
+
+  void put(std::size_t cf, const std::string& key, const std::string& value) {
+    char* err = nullptr;
+    fn<decltype(rocksdb_put_cf)>("rocksdb_put_cf")(db_, write_options_.get(), handles_.at(cf),
+                                                   key.data(), key.size(), value.data(),
+                                                   value.size(), &err);
+    check(err);
+  }
+
+ private:
+  template <class F>
+  static F* fn(const char* name) {
+    void* p = dlsym(RTLD_DEFAULT, name);
+    INFO(name);
+    REQUIRE(p != nullptr);
+    return reinterpret_cast<F*>(p);
+  }
+  static void check(char* err) {
+    if (err == nullptr) return;
+    const std::string text = err;
+    fn<decltype(rocksdb_free)>("rocksdb_free")(err);
+    FAIL("RocksDB: " << text);
+  }
+  struct options_deleter {
+    void operator()(rocksdb_options_t* o) const {
+      fn<decltype(rocksdb_options_destroy)>("rocksdb_options_destroy")(o);
+    }
+  };
+  struct write_options_deleter {
+    void operator()(rocksdb_writeoptions_t* o) const {
+      fn<decltype(rocksdb_writeoptions_destroy)>("rocksdb_writeoptions_destroy")(o);
+    }
+  };
+  std::vector<const char*> names_ = {"default", "live",     "done",
+                                     "meta",    "projects", "idempotency"};
+  std::vector<rocksdb_column_family_handle_t*> handles_;
+  std::unique_ptr<rocksdb_options_t, options_deleter> options_;
+  std::unique_ptr<rocksdb_writeoptions_t, write_options_deleter> write_options_;
+  rocksdb_t* db_ = nullptr;
+};
+
+std::string be64(std::uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 7; i >= 0; --i, v >>= 8)
+    out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+  return out;
+}
+
+std::string le64s(std::initializer_list<std::uint64_t> values) {
+  std::string out;
+  for (std::uint64_t v : values)
+    for (int i = 0; i < 8; ++i, v >>= 8) out.push_back(static_cast<char>(v & 0xff));
+  return out;
+}
+
+// The child of the write failure test finds its store directory here.
+constexpr const char* write_failure_dir_env = "TASK_STORE_TEST_WRITE_FAILURE_DIR";
+constexpr const char* write_failure_child_name = "write failure child";
+
 }  // namespace
 
 TEST_CASE("insert and recover round-trips every field", "[task_store]") {
@@ -137,6 +282,12 @@ TEST_CASE("insert and recover round-trips every field", "[task_store]") {
   full.status = task_status::running;
   full.attempts = 2;
   full.max_attempts = 5;
+  full.timeout_ms = 45'000;
+  full.run_at = 1'700'000'000'100;
+  full.deadline = 1'700'000'900'000;
+  full.overdue = true;
+  full.idempotency_key = "order-7";
+  full.lease_expires_at = 1'700'000'045'456;
   full.worker = "worker-12";
   full.created_at = 1'700'000'000'123;
   full.assigned_at = 1'700'000'000'456;
@@ -463,4 +614,436 @@ TEST_CASE("one batch may change the same task several times", "[task_store]") {
   task got;
   REQUIRE(store->get(1, got).is_ok());
   REQUIRE(got.status == task_status::completed);
+}
+
+TEST_CASE("scheduled tasks are live: recovered, counted and listed", "[task_store]") {
+  temp_dir tmp;
+  task later = make_task(1, "p", task_status::scheduled);
+  later.run_at = 1'700'000'060'000;
+  task retry = make_task(2, "p", task_status::running);
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    b.put_task(later, std::nullopt);
+    b.put_task(retry, std::nullopt);
+    apply(*store, b);
+    // A failed attempt waiting out its backoff.
+    retry.attempts = 1;
+    retry.run_at = 1'700'000'030'000;
+    retry.error = "exit 1";
+    transition(*store, retry, task_status::scheduled);
+    REQUIRE(store->counts().at("p") == make_counts(0, 0, 0, 0, 0, 0, 2));
+  }
+  auto store = open_store(tmp.store());
+  auto r = recover(*store);
+  REQUIRE(r.live.size() == 2);
+  require_same(r.live[0], later);
+  require_same(r.live[1], retry);
+  REQUIRE(r.counts.at("p") == make_counts(0, 0, 0, 0, 0, 0, 2));
+  REQUIRE(ids(list(*store, {"p", task_status::scheduled, 100})) == std::vector<task_id>{2, 1});
+
+  // Its time comes: scheduled -> pending stays in the live set.
+  transition(*store, later, task_status::pending);
+  REQUIRE(store->counts().at("p") == make_counts(1, 0, 0, 0, 0, 0, 1));
+  r = recover(*store);
+  REQUIRE(ids(r.live) == std::vector<task_id>{1, 2});
+  REQUIRE(r.live[0].status == task_status::pending);
+}
+
+TEST_CASE("idempotency entries: lookup, expiry, replacement and reopen", "[task_store]") {
+  temp_dir tmp;
+  constexpr millis t0 = 1'700'000'000'000;
+  {
+    auto store = open_store(tmp.store());
+    REQUIRE_FALSE(find_key(*store, "images", "order-17", 0));  // fresh store
+    write_batch b;
+    b.put_task(make_task(42, "images"), std::nullopt);
+    b.put_idempotency("images", "order-17", 42, t0);
+    // Same bytes split differently between project and key: a different entry.
+    b.put_idempotency("image", "sorder-17", 43, t0);
+    // Keys are bytes: a '\0' inside one is part of it.
+    b.put_idempotency("images", std::string("a\0b", 3), 0x0102030405060708ull, t0 + 5);
+    REQUIRE(b.size() == 4);
+    apply(*store, b);
+
+    REQUIRE(find_key(*store, "images", "order-17", t0) == task_id{42});
+    REQUIRE(find_key(*store, "images", "order-17", 0) == task_id{42});
+    // Older than not_before: expired, even though no purge has deleted it.
+    REQUIRE_FALSE(find_key(*store, "images", "order-17", t0 + 1));
+    REQUIRE(find_key(*store, "image", "sorder-17", t0) == task_id{43});
+    REQUIRE_FALSE(find_key(*store, "mail", "order-17", 0));   // keys are per project
+    REQUIRE_FALSE(find_key(*store, "images", "order-18", 0));
+    REQUIRE_FALSE(find_key(*store, "images", "a", 0));
+
+    // A later submit after expiry takes the key over.
+    write_batch again;
+    again.put_idempotency("images", "order-17", 50, t0 + 86'400'000);
+    apply(*store, again);
+    REQUIRE(find_key(*store, "images", "order-17", t0 + 1) == task_id{50});
+  }
+  auto store = open_store(tmp.store());
+  REQUIRE(find_key(*store, "images", "order-17", t0 + 86'400'000) == task_id{50});
+  REQUIRE(find_key(*store, "image", "sorder-17", 0) == task_id{43});
+  REQUIRE(find_key(*store, "images", std::string("a\0b", 3), t0 + 5) ==
+          task_id{0x0102030405060708ull});
+  REQUIRE_FALSE(find_key(*store, "images", std::string("a\0b", 3), t0 + 6));
+}
+
+TEST_CASE("invalid idempotency entries reject the whole batch", "[task_store]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  for (const auto& [project, key] : {std::pair<std::string, std::string>{"p", ""},
+                                     {std::string("p\0q", 3), "k"}}) {
+    write_batch b;
+    b.put_task(make_task(1, "p"), std::nullopt);
+    b.put_idempotency(project, key, 1, 1000);
+    const status st = store->apply(b);
+    REQUIRE(st.error_code() == status::code::invalid_argument);
+    REQUIRE_THAT(st.message(), Contains("task 1"));
+  }
+  REQUIRE(store->counts().empty());
+  task got;
+  REQUIRE(store->get(1, got).is_not_found());
+  std::optional<task_id> out = 7;
+  REQUIRE(store->find_idempotent(std::string("p\0q", 3), "k", 0, out).error_code() ==
+          status::code::invalid_argument);
+  REQUIRE_FALSE(out);
+}
+
+TEST_CASE("a store from before the idempotency column family opens and gains it",
+          "[task_store]") {
+  temp_dir tmp;
+  const task live = make_task(1, "p");
+  const task done = finished_task(2, "p", task_status::completed, 1'700'000'000'500);
+  {
+    raw_store_writer old(tmp.store(), /*with_idempotency=*/false);
+    std::string value;
+    protocol::encode_task(live, value);
+    old.put(raw_store_writer::live, be64(1), value);
+    protocol::encode_task(done, value);
+    old.put(raw_store_writer::done, be64(2), value);
+    old.put(raw_store_writer::meta, "last_id", be64(2));
+    // That release counted six statuses.
+    old.put(raw_store_writer::meta, "counts/p", le64s({1, 0, 1, 0, 0, 0}));
+  }
+  {
+    auto store = open_store(tmp.store());
+    const auto r = recover(*store);
+    REQUIRE(r.live.size() == 1);
+    require_same(r.live[0], live);
+    REQUIRE(r.last_id == 2);
+    REQUIRE(r.counts.at("p") == make_counts(1, 0, 1, 0, 0, 0, 0));
+    task got;
+    REQUIRE(store->get(2, got).is_ok());
+    require_same(got, done);
+
+    REQUIRE_FALSE(find_key(*store, "p", "k", 0));
+    write_batch b;
+    b.put_idempotency("p", "k", 1, 1'700'000'000'001);
+    task sched = make_task(3, "p", task_status::scheduled);
+    b.put_task(sched, std::nullopt);
+    apply(*store, b);
+  }
+  auto store = open_store(tmp.store());
+  REQUIRE(find_key(*store, "p", "k", 0) == task_id{1});
+  REQUIRE(store->counts().at("p") == make_counts(1, 0, 1, 0, 0, 0, 1));
+}
+
+TEST_CASE("remove_task deletes a task and takes it off the counts", "[task_store]") {
+  temp_dir tmp;
+  task done = finished_task(1, "p", task_status::completed, 1'700'000'000'900);
+  task live = make_task(2, "p");
+  task other = finished_task(3, "q", task_status::cancelled, 1'700'000'000'900);
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    for (const task* t : {&done, &live, &other}) b.put_task(*t, std::nullopt);
+    b.put_idempotency("p", "k1", 1, 1'700'000'000'001);
+    apply(*store, b);
+
+    write_batch rm;
+    rm.remove_task(done);
+    rm.remove_task(live);
+    REQUIRE(rm.size() == 2);
+    apply(*store, rm);
+    REQUIRE(store->counts().at("p") == make_counts(0, 0, 0, 0, 0, 0));
+    REQUIRE(store->counts().at("q") == make_counts(0, 0, 0, 0, 0, 1));
+
+    // Changed and removed in one group commit: the order holds, the task is gone.
+    task brief = make_task(4, "p");
+    write_batch g;
+    g.put_task(brief, std::nullopt);
+    brief.status = task_status::cancelled;
+    g.put_task(brief, task_status::pending);
+    g.remove_task(brief);
+    apply(*store, g);
+
+    // A wrong status clamps at zero rather than wrapping around.
+    write_batch wrong;
+    task ghost = make_task(99, "q", task_status::dead);
+    wrong.remove_task(ghost);
+    apply(*store, wrong);
+    REQUIRE(store->counts().at("q") == make_counts(0, 0, 0, 0, 0, 1));
+  }
+  auto store = open_store(tmp.store());
+  task got;
+  REQUIRE(store->get(1, got).is_not_found());
+  REQUIRE(store->get(2, got).is_not_found());
+  REQUIRE(store->get(4, got).is_not_found());
+  REQUIRE(store->get(3, got).is_ok());
+  const auto r = recover(*store);
+  REQUIRE(r.live.empty());
+  REQUIRE(r.counts.at("p") == make_counts(0, 0, 0, 0, 0, 0));
+  REQUIRE(r.counts.at("q") == make_counts(0, 0, 0, 0, 0, 1));
+  REQUIRE(ids(list(*store, {})) == std::vector<task_id>{3});
+  // The idempotency entry has its own retention: it outlives the task.
+  REQUIRE(find_key(*store, "p", "k1", 0) == task_id{1});
+}
+
+TEST_CASE("purge deletes old finished tasks behind newer ones and old keys", "[task_store]") {
+  temp_dir tmp;
+  constexpr millis cutoff = 1'000'000;
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    // Finished out of id order: old ones sit behind newer ones.
+    b.put_task(finished_task(1, "a", task_status::completed, cutoff - 900), std::nullopt);
+    b.put_task(finished_task(2, "a", task_status::completed, cutoff + 500), std::nullopt);
+    b.put_task(finished_task(3, "a", task_status::dead, cutoff - 1), std::nullopt);
+    b.put_task(finished_task(4, "a", task_status::completed, cutoff), std::nullopt);  // kept
+    b.put_task(finished_task(5, "b", task_status::failed, cutoff - 100), std::nullopt);
+    b.put_task(make_task(6, "b", task_status::running), std::nullopt);  // live: never purged
+    // No finished_at: its created_at (far after the cutoff) decides, so it stays.
+    b.put_task(finished_task(7, "b", task_status::cancelled, 0), std::nullopt);
+    task no_times = finished_task(8, "b", task_status::cancelled, 0);
+    no_times.created_at = cutoff - 5;
+    b.put_task(no_times, std::nullopt);
+    b.put_idempotency("a", "old", 1, cutoff - 1);
+    b.put_idempotency("a", "new", 2, cutoff);
+    b.put_idempotency("b", "old", 5, 0);
+    apply(*store, b);
+    REQUIRE(store->counts().at("a") == make_counts(0, 0, 3, 0, 1, 0));
+    REQUIRE(store->counts().at("b") == make_counts(0, 1, 0, 1, 0, 2));
+
+    const purge_result r = purge(*store, cutoff, cutoff, 100);
+    REQUIRE(r.tasks_removed == 4);  // 1, 3, 5, 8
+    REQUIRE(r.keys_removed == 2);
+    REQUIRE(r.examined == 7 + 3);  // every finished task and every key
+    REQUIRE(r.unreadable == 0);
+    REQUIRE_FALSE(r.more);
+    REQUIRE(store->counts().at("a") == make_counts(0, 0, 2, 0, 0, 0));
+    REQUIRE(store->counts().at("b") == make_counts(0, 1, 0, 0, 0, 1));
+
+    // Nothing left to do at the same cutoffs.
+    const purge_result again = purge(*store, cutoff, cutoff, 100);
+    REQUIRE(again.tasks_removed + again.keys_removed == 0);
+    REQUIRE_FALSE(again.more);
+  }
+  auto store = open_store(tmp.store());
+  REQUIRE(ids(list(*store, {})) == std::vector<task_id>{7, 6, 4, 2});
+  const auto r = recover(*store);
+  REQUIRE(r.counts.at("a") == make_counts(0, 0, 2, 0, 0, 0));
+  REQUIRE(r.counts.at("b") == make_counts(0, 1, 0, 0, 0, 1));
+  REQUIRE_FALSE(find_key(*store, "a", "old", 0));
+  REQUIRE(find_key(*store, "a", "new", 0) == task_id{2});
+  REQUIRE_FALSE(find_key(*store, "b", "old", 0));
+
+  purge_result out;
+  REQUIRE(store->purge(cutoff, cutoff, 0, out).error_code() == status::code::invalid_argument);
+}
+
+TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_store]") {
+  temp_dir tmp;
+  constexpr millis cutoff = 1'000'000;
+  auto store = open_store(tmp.store());
+  write_batch b;
+  // 20 finished tasks, odd ids old, even ids new; 6 keys, the first three old.
+  for (task_id id = 1; id <= 20; ++id)
+    b.put_task(finished_task(id, "p", task_status::completed, id % 2 ? cutoff - 1 : cutoff),
+               std::nullopt);
+  for (int k = 0; k < 6; ++k)
+    b.put_idempotency("p", "key-" + std::to_string(k), static_cast<task_id>(k + 1),
+                      k < 3 ? cutoff - 1 : cutoff);
+  b.put_task(make_task(21, "p"), std::nullopt);  // live, finishes later
+  apply(*store, b);
+
+  // 25 entries (26 less the task removed after the first call) at 4 a call: six full calls and
+  // a last one of 1, however the deletes fall; each call resumes where the previous stopped.
+  std::vector<std::size_t> examined;
+  std::size_t tasks_removed = 0, keys_removed = 0;
+  bool more = true;
+  for (int call = 0; call < 20 && more; ++call) {
+    const purge_result r = purge(*store, cutoff, cutoff, 4);
+    REQUIRE(r.tasks_removed + r.keys_removed <= 4);
+    examined.push_back(r.examined);
+    tasks_removed += r.tasks_removed;
+    keys_removed += r.keys_removed;
+    more = r.more;
+    if (call == 0) {
+      // Between calls the store keeps changing; the cursor copes with a task removed under it.
+      write_batch rm;
+      rm.remove_task(finished_task(3, "p", task_status::completed, cutoff - 1));
+      apply(*store, rm);
+    }
+  }
+  REQUIRE(examined == std::vector<std::size_t>{4, 4, 4, 4, 4, 4, 1});
+  REQUIRE(tasks_removed == 9);  // the ten odd ids but 3, which remove_task took
+  REQUIRE(keys_removed == 3);
+  REQUIRE(store->counts().at("p") == make_counts(1, 0, 10, 0, 0, 0));
+  REQUIRE(ids(list(*store, {std::nullopt, task_status::completed, 100})) ==
+          std::vector<task_id>{20, 18, 16, 14, 12, 10, 8, 6, 4, 2});
+
+  // A new round starts from the beginning: a low id finished since is reached.
+  task late = make_task(21, "p");
+  late.finished_at = cutoff + 10;
+  transition(*store, late, task_status::completed);
+  const purge_result r = purge(*store, cutoff + 11, cutoff, 100);
+  REQUIRE(r.tasks_removed == 11);
+  REQUIRE(r.keys_removed == 0);
+  REQUIRE_FALSE(r.more);
+  REQUIRE(store->counts().at("p") == make_counts(0, 0, 0, 0, 0, 0));
+  REQUIRE(list(*store, {}).empty());
+}
+
+TEST_CASE("purge leaves unreadable tasks and drops unreadable keys", "[task_store]") {
+  temp_dir tmp;
+  {
+    raw_store_writer raw(tmp.store(), /*with_idempotency=*/true);
+    std::string value;
+    protocol::encode_task(finished_task(2, "p", task_status::completed, 10), value);
+    raw.put(raw_store_writer::done, be64(1), "not a task");
+    raw.put(raw_store_writer::done, be64(2), value);
+    raw.put(raw_store_writer::meta, "counts/p", le64s({0, 0, 2, 0, 0, 0, 0}));
+    raw.put(raw_store_writer::idempotency, std::string("p\0bad", 5), "short");
+    raw.put(raw_store_writer::idempotency, std::string("p\0good", 6), le64s({2, 10}));
+  }
+  auto store = open_store(tmp.store());
+  REQUIRE(find_key(*store, "p", "good", 10) == task_id{2});
+  std::optional<task_id> out;
+  const status bad = store->find_idempotent("p", "bad", 0, out);
+  REQUIRE(bad.error_code() == status::code::corruption);
+  REQUIRE_THAT(bad.message(), Contains("idempotency"));
+
+  const purge_result r = purge(*store, 1000, 1000, 100);
+  REQUIRE(r.tasks_removed == 1);
+  REQUIRE(r.keys_removed == 2);
+  REQUIRE(r.unreadable == 2);
+  REQUIRE(r.examined == 4);
+  REQUIRE_FALSE(r.more);
+  REQUIRE(store->counts().at("p") == make_counts(0, 0, 1, 0, 0, 0));
+  task got;
+  REQUIRE(store->get(1, got).error_code() == status::code::corruption);  // still there
+  REQUIRE(store->get(2, got).is_not_found());
+  REQUIRE_FALSE(find_key(*store, "p", "bad", 0));
+  REQUIRE_FALSE(find_key(*store, "p", "good", 0));
+}
+
+// Runs only as the child process of the test below, which sets the directory and the file size
+// limit; hidden ("[.]") so that a normal run skips it.
+TEST_CASE(write_failure_child_name, "[.]") {
+  const char* dir = std::getenv(write_failure_dir_env);
+  if (dir == nullptr) {
+    SUCCEED("nothing to do outside the write failure test");
+    return;
+  }
+  auto store = open_store(dir);
+  write_batch first;
+  first.put_task(make_task(1, "p"), std::nullopt);
+  first.put_task(finished_task(2, "p", task_status::completed, 1), std::nullopt);
+  first.set_last_id(2);
+  apply(*store, first);
+
+  // Batches of 8 x 64 KiB against a 2 MiB file size limit: the WAL hits it within a few.
+  status failed;
+  task_id next = 3, first_refused = 0;
+  for (int i = 0; i < 64 && failed.is_ok(); ++i) {
+    write_batch b;
+    first_refused = next;
+    for (int j = 0; j < 8; ++j) {
+      task t = make_task(next++, "p");
+      t.payload.assign(64u << 10, 'x');
+      b.put_task(t, std::nullopt);
+    }
+    b.put_idempotency("p", "batch-" + std::to_string(i), first_refused, 1000);
+    b.set_last_id(next - 1);
+    const auto counts_before = store->counts();
+    failed = store->apply(b);
+    if (!failed.is_ok()) REQUIRE(store->counts() == counts_before);
+  }
+  INFO(failed.to_string());
+  REQUIRE(failed.error_code() == status::code::io_error);
+  REQUIRE_THAT(failed.message(), Contains("refused the write"));
+  REQUIRE_THAT(failed.message(), Contains("File too large"));  // RocksDB's reason: EFBIG
+  task got;
+  REQUIRE(store->get(first_refused, got).is_not_found());
+
+  // purge() writes through the same path: refused, nothing deleted, counts unchanged.
+  const auto counts_before = store->counts();
+  purge_result out;
+  const status purged = store->purge(1'000'000, 1'000'000, 100, out);
+  INFO(purged.to_string());
+  REQUIRE(purged.error_code() == status::code::io_error);
+  REQUIRE_THAT(purged.message(), Contains("refused the write"));
+  REQUIRE(store->counts() == counts_before);
+  REQUIRE(store->get(2, got).is_ok());
+}
+
+TEST_CASE("a write RocksDB refuses fails apply() and purge() and changes nothing",
+          "[task_store]") {
+  // A real failure: the child process gets a 2 MiB file size limit with SIGXFSZ ignored, so
+  // the WAL write past it fails with EFBIG. A separate process because the limit is
+  // process-wide, and exec'd (the same binary, running only the hidden test above) because
+  // fork() of a process with RocksDB's threads is not safe to keep using RocksDB in.
+  temp_dir tmp;
+  const std::string log = (tmp.path() / "child.log").string();
+  // Everything is prepared before fork(): between it and execve() only async-signal-safe calls.
+  std::string exe = fs::read_symlink("/proc/self/exe").string();
+  std::string name = write_failure_child_name;
+  char* argv[] = {exe.data(), name.data(), nullptr};
+  std::string dir_entry = std::string(write_failure_dir_env) + "=" + tmp.store();
+  std::vector<char*> envp;
+  for (char** e = environ; *e != nullptr; ++e) envp.push_back(*e);
+  envp.push_back(dir_entry.data());
+  envp.push_back(nullptr);
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  const rlimit limit{2u << 20, 2u << 20};
+  const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  REQUIRE(log_fd >= 0);
+
+  const pid_t pid = fork();
+  if (pid == 0) {
+    // An ignored signal stays ignored across execve(), and so does the limit.
+    if (dup2(log_fd, STDOUT_FILENO) < 0 || dup2(log_fd, STDERR_FILENO) < 0 ||
+        sigaction(SIGXFSZ, &ignore, nullptr) != 0 || setrlimit(RLIMIT_FSIZE, &limit) != 0)
+      _exit(125);
+    alarm(30);  // a hung child must not hang the suite; the alarm survives execve() too
+    execve(exe.c_str(), argv, envp.data());
+    _exit(126);
+  }
+  ::close(log_fd);
+  REQUIRE(pid > 0);
+  int wstatus = 0;
+  pid_t waited = -1;
+  do waited = waitpid(pid, &wstatus, 0);
+  while (waited < 0 && errno == EINTR);
+  REQUIRE(waited == pid);
+
+  std::ifstream in(log);
+  const std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  INFO("child output:\n" << output);
+  REQUIRE(WIFEXITED(wstatus));
+  REQUIRE(WEXITSTATUS(wstatus) == 0);
+  REQUIRE_THAT(output, Contains("All tests passed"));  // it ran its assertions, all of them
+
+  // Reopened without the limit: whole batches only, counts agree with the tasks.
+  auto store = open_store(tmp.store());
+  const auto r = recover(*store);
+  REQUIRE(r.live.size() >= 1);
+  REQUIRE((r.live.size() - 1) % 8 == 0);
+  REQUIRE(r.last_id == std::max<task_id>(2, r.live.back().id));
+  REQUIRE(r.counts.at("p") == make_counts(r.live.size(), 0, 1, 0, 0, 0));
+  task got;
+  REQUIRE(store->get(2, got).is_ok());
 }

@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <exception>
@@ -21,6 +22,7 @@
 #include "protocol/messages.hpp"
 #include "worker-agent/agent.hpp"
 #include "worker-agent/builtin_handlers.hpp"
+#include "worker-agent/stop_token.hpp"  // a gate the tests open to let a job finish
 
 namespace {
 
@@ -42,8 +44,9 @@ worker::job make_job(std::string type, std::string payload) {
 
 worker::job_outcome run(const worker::handler& h, const std::string& type,
                         const std::string& payload) {
-  worker::stop_source never;
-  return h(make_job(type, payload), never.token());
+  worker::job_controller never_stopped;
+  auto control = never_stopped.control();
+  return h(make_job(type, payload), control);
 }
 
 // Waits (bounded) for a condition another thread or process brings about.
@@ -75,9 +78,13 @@ class fake_dispatcher {
 
   const std::string& endpoint() const { return endpoint_; }
 
+  // How heartbeats met by expect, next_request and quiet_for are answered; "ok" plays a
+  // dispatcher older than heartbeat_reply.
+  protocol::reply_body heartbeat_answer = protocol::heartbeat_reply{};
+
   // The oldest request of type T, received earlier or waited for. Heartbeats met on the way are
-  // answered "ok" unless `answer_heartbeats` is false (a silent dispatcher); other requests are
-  // kept for a later expect.
+  // answered with heartbeat_answer unless `answer_heartbeats` is false (a silent dispatcher);
+  // other requests are kept for a later expect.
   template <class T>
   incoming expect(bool answer_heartbeats = true, std::chrono::milliseconds timeout = 3s) {
     for (auto it = backlog_.begin(); it != backlog_.end(); ++it) {
@@ -96,8 +103,52 @@ class fake_dispatcher {
       if (!std::holds_alternative<protocol::heartbeat>(msg->body))
         backlog_.push_back(*msg);
       else if (answer_heartbeats)
-        reply(*msg, protocol::ok{});
+        reply(*msg, heartbeat_answer);
     }
+  }
+
+  // The next request that is not a heartbeat, whatever its type: for checking the order of
+  // requests. Heartbeats are answered on the way.
+  incoming next_request(std::chrono::milliseconds timeout = 3s) {
+    if (!backlog_.empty()) {
+      incoming found = backlog_.front();
+      backlog_.pop_front();
+      return found;
+    }
+    const auto deadline = clock_type::now() + timeout;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - clock_type::now());
+      auto msg = next(std::max(left, 0ms));
+      if (!msg) FAIL("timed out waiting for a request");
+      if (!std::holds_alternative<protocol::heartbeat>(msg->body)) return *msg;
+      reply(*msg, heartbeat_answer);
+    }
+  }
+
+  struct quiet_period {
+    int heartbeats = 0;
+    std::vector<incoming> others;  // every request but heartbeats, in order
+  };
+
+  // Listens for `period`, answering heartbeats, and returns what came: for asserting that
+  // something does NOT happen, which can only be observed over a bounded time.
+  quiet_period quiet_for(std::chrono::milliseconds period) {
+    quiet_period q;
+    q.others.assign(backlog_.begin(), backlog_.end());
+    backlog_.clear();
+    const auto deadline = clock_type::now() + period;
+    for (auto now = clock_type::now(); now < deadline; now = clock_type::now()) {
+      auto msg = next(std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
+      if (!msg) break;
+      if (std::holds_alternative<protocol::heartbeat>(msg->body)) {
+        ++q.heartbeats;
+        reply(*msg, heartbeat_answer);
+      } else {
+        q.others.push_back(*msg);
+      }
+    }
+    return q;
   }
 
   // Drops the requests kept by expect, e.g. those of a connection the agent gave up.
@@ -181,7 +232,28 @@ protocol::job wire_job(dispatch::task_id task, std::string type, std::string pay
   j.type = std::move(type);
   j.payload = std::move(payload);
   j.attempt = attempt;
+  j.timeout_ms = 60'000;
   return j;
+}
+
+protocol::heartbeat_reply order(std::string what) {
+  protocol::heartbeat_reply r;
+  r.order = std::move(what);
+  return r;
+}
+
+template <class T>
+bool is(const incoming& m) {
+  return std::holds_alternative<T>(m.body);
+}
+
+// A handler that runs until the test opens its gate (or a stop is requested).
+worker::handler gated(const worker::stop_source& gate) {
+  return [gate](const worker::job& j, worker::job_control& control) {
+    const auto open = gate.token();
+    while (!open.stop_requested() && !control.stop_requested()) open.wait_for(10ms);
+    return worker::job_outcome{true, "done " + j.payload, true};
+  };
 }
 
 }  // namespace
@@ -224,15 +296,16 @@ TEST_CASE("a stop request interrupts exec", "[worker][exec]") {
   const auto marker = std::filesystem::temp_directory_path() /
                       ("worker_agent_test." + std::to_string(::getpid()) + ".started");
   std::filesystem::remove(marker);
-  worker::stop_source stop;
+  worker::job_controller stop;
   // Stop only once the command is certainly running: it creates the marker first.
   std::thread stopper([&] {
     eventually([&] { return std::filesystem::exists(marker); });
     stop.request_stop();
   });
   const auto start = clock_type::now();
+  auto control = stop.control();
   const auto out = builtin::make_exec({})(
-      make_job("exec", "touch '" + marker.string() + "'; sleep 30"), stop.token());
+      make_job("exec", "touch '" + marker.string() + "'; sleep 30"), control);
   stopper.join();
   std::filesystem::remove(marker);
   CHECK(clock_type::now() - start < 2s);
@@ -244,14 +317,15 @@ TEST_CASE("a stop request interrupts exec", "[worker][exec]") {
 TEST_CASE("sleep sleeps, and wakes early on a stop request", "[worker][sleep]") {
   CHECK(run(builtin::sleep, "sleep", "20").ok);
 
-  worker::stop_source stop;
+  worker::job_controller stop;
   // The outcome is the same whether the stop lands before or during the sleep.
   std::thread stopper([&] {
     std::this_thread::sleep_for(50ms);
     stop.request_stop();
   });
   const auto start = clock_type::now();
-  const auto out = builtin::sleep(make_job("sleep", "30000"), stop.token());
+  auto control = stop.control();
+  const auto out = builtin::sleep(make_job("sleep", "30000"), control);
   stopper.join();
   CHECK(clock_type::now() - start < 2s);
   CHECK_FALSE(out.ok);
@@ -285,6 +359,27 @@ TEST_CASE("fail fails, for good only when the payload is fatal", "[worker][fail]
   CHECK_FALSE(fatal.ok);
   CHECK_FALSE(fatal.retryable);
   CHECK(fatal.data == "fail handler: fatal");
+}
+
+TEST_CASE("job_control carries stops, lease warnings and extensions", "[worker][job_control]") {
+  std::vector<std::chrono::milliseconds> asked;  // the sink runs on the caller's thread: here
+  worker::job_controller controller([&asked](std::chrono::milliseconds d) { asked.push_back(d); });
+  auto control = controller.control();
+  CHECK_FALSE(control.stop_requested());
+  CHECK_FALSE(control.wait_for(1ms));
+
+  CHECK_FALSE(control.lease_expiring());
+  controller.warn_lease_expiring();
+  CHECK(control.lease_expiring());
+  control.extend_lease(90s);
+  CHECK_FALSE(control.lease_expiring());  // the warning was acted upon
+  control.extend_lease(std::chrono::hours(24 * 365));  // clamped to the protocol's limit
+  CHECK_THROWS_AS(control.extend_lease(-1ms), std::invalid_argument);
+  CHECK(asked == std::vector<std::chrono::milliseconds>{90s, worker::max_lease_extension});
+
+  controller.request_stop();
+  CHECK(control.stop_requested());
+  CHECK(control.wait_for(10s));  // at once
 }
 
 // ---- the agent against a fake dispatcher ----
@@ -376,13 +471,8 @@ TEST_CASE("agent reconnects to a silent dispatcher and keeps its running job", "
   worker::agent_options o = test_options(d);
   o.reconnect_min = 50ms;
   worker::agent a(o);
-  // A job that runs until the test lets it finish.
   worker::stop_source gate;
-  a.add_handler("held", [gate](const worker::job& j, const worker::stop_token& stop) {
-    const auto release = gate.token();
-    while (!release.stop_requested() && !stop.stop_requested()) release.wait_for(10ms);
-    return worker::job_outcome{true, "done " + j.payload, true};
-  });
+  a.add_handler("held", gated(gate));
   running_agent r(a);
 
   const auto reg = d.expect<protocol::register_worker>();
@@ -438,6 +528,212 @@ TEST_CASE("agent resends an unacknowledged result after reconnecting", "[worker]
   d.reply(c, protocol::ok{});
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(f2.peer == again.peer);
+  a.stop();
+  d.reply(f2, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent takes a plain ok heartbeat answer from an older dispatcher", "[worker][agent]") {
+  fake_dispatcher d;
+  d.heartbeat_answer = protocol::ok{};
+  worker::agent a(test_options(d));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 5});
+  const auto f = d.expect<protocol::fetch>();
+  // Several liveness windows pass: the connection is kept (no new register) and heartbeats go on.
+  const auto q = d.quiet_for(400ms);
+  CHECK(q.heartbeats >= 3);
+  CHECK(q.others.empty());
+  a.stop();
+  d.reply(f, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent stops a cancelled job and never reports it", "[worker][agent][cancel]") {
+  fake_dispatcher d;
+  std::atomic<bool> returned{false};
+  worker::agent a(test_options(d));
+  a.add_handler("sleep", [&returned](const worker::job& j, worker::job_control& control) {
+    const auto out = builtin::sleep(j, control);
+    returned = true;
+    return out;
+  });
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 20});
+  d.reply(d.expect<protocol::fetch>(), protocol::jobs{{wire_job(77, "sleep", "30000", 4)}});
+
+  // A lease warning reaches the handler; the agent never extends by itself (checked below: no
+  // extend ever arrives).
+  protocol::heartbeat_reply warning;
+  warning.expiring = {77};
+  d.reply(d.expect<protocol::heartbeat>(false), warning);
+
+  protocol::heartbeat_reply cancel;
+  cancel.cancel = {12345, 77};  // 12345 is not held: ignored
+  const auto hb = d.expect<protocol::heartbeat>(false);
+  const auto cancelled_at = clock_type::now();
+  d.reply(hb, cancel);
+
+  // The job ends at once and its slot is free again: the agent asks for work.
+  const auto f = d.expect<protocol::fetch>();
+  CHECK(clock_type::now() - cancelled_at < 2s);
+  CHECK(std::get<protocol::fetch>(f.body).max == 1);
+  CHECK(eventually([&] { return returned.load(); }));
+
+  // Its outcome ("stopped") is never sent: only heartbeats come (the fetch stays parked).
+  const auto q = d.quiet_for(400ms);
+  CHECK(q.heartbeats >= 2);
+  for (const auto& m : q.others) {
+    INFO("unexpected " << protocol::type_name(m.body));
+    CHECK(is<protocol::fetch>(m));
+  }
+  // Nor when stopping.
+  a.stop();
+  d.reply(f, protocol::jobs{});
+  const auto bye = d.next_request();
+  INFO("got " << protocol::type_name(bye.body));
+  REQUIRE(is<protocol::goodbye>(bye));
+  d.reply(bye, protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
+          "[worker][agent][order]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 20});
+  const auto f = d.expect<protocol::fetch>();  // parked at the dispatcher
+  d.heartbeat_answer = order("drain");
+  d.reply(d.expect<protocol::heartbeat>(false), order("drain"));
+
+  // Jobs the parked fetch still brings go back at once instead of waiting for their lease.
+  d.reply(f, protocol::jobs{{wire_job(8, "echo", "x", 3)}});
+  const auto fl = d.next_request();
+  INFO("got " << protocol::type_name(fl.body));
+  REQUIRE(is<protocol::fail>(fl));
+  CHECK(std::get<protocol::fail>(fl.body).task == 8);
+  CHECK(std::get<protocol::fail>(fl.body).attempt == 3);
+  CHECK(std::get<protocol::fail>(fl.body).retryable);
+  CHECK(std::get<protocol::fail>(fl.body).error == "worker draining");
+  d.reply(fl, protocol::ok{});
+
+  // Heartbeats go on, fetches do not.
+  const auto q = d.quiet_for(400ms);
+  CHECK(q.heartbeats >= 3);
+  CHECK(q.others.empty());
+
+  d.heartbeat_answer = order("none");
+  const auto f2 = d.expect<protocol::fetch>();
+  CHECK(std::get<protocol::fetch>(f2.body).max == 1);
+  a.stop();
+  d.reply(f2, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent stops on a stop order: finishes and reports its job, then says goodbye",
+          "[worker][agent][order]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  worker::stop_source gate;
+  a.add_handler("held", gated(gate));
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 20});
+  d.reply(d.expect<protocol::fetch>(), protocol::jobs{{wire_job(21, "held", "a", 2)}});
+  const auto f2 = d.expect<protocol::fetch>();  // for the free slot; parked
+  d.heartbeat_answer = order("stop");
+  d.reply(d.expect<protocol::heartbeat>(false), order("stop"));
+
+  // Answered after the order, the parked fetch's job goes back at once: proof the order took.
+  d.reply(f2, protocol::jobs{{wire_job(22, "held", "b", 1)}});
+  const auto fl = d.next_request();
+  INFO("got " << protocol::type_name(fl.body));
+  REQUIRE(is<protocol::fail>(fl));
+  CHECK(std::get<protocol::fail>(fl.body).task == 22);
+  CHECK(std::get<protocol::fail>(fl.body).error == "agent stopping");
+  d.reply(fl, protocol::ok{});
+
+  // The held job runs on; when it ends it is reported, and only then comes goodbye.
+  gate.request_stop();
+  const auto c = d.next_request();
+  INFO("got " << protocol::type_name(c.body));
+  REQUIRE(is<protocol::complete>(c));
+  CHECK(std::get<protocol::complete>(c.body).task == 21);
+  CHECK(std::get<protocol::complete>(c.body).attempt == 2);
+  CHECK(std::get<protocol::complete>(c.body).result == "done a");
+  d.reply(c, protocol::ok{});
+  const auto bye = d.next_request();
+  INFO("got " << protocol::type_name(bye.body));
+  REQUIRE(is<protocol::goodbye>(bye));
+  d.reply(bye, protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("a handler extends its lease and sees the dispatcher's lease warning",
+          "[worker][agent][lease]") {
+  fake_dispatcher d;
+  std::atomic<bool> warned{false};
+  worker::stop_source gate;
+  worker::agent a(test_options(d));
+  a.add_handler("long", [&warned, gate](const worker::job& j, worker::job_control& control) {
+    control.extend_lease(1500ms);
+    const auto open = gate.token();
+    while (!open.stop_requested() && !control.stop_requested()) {
+      if (control.lease_expiring()) {
+        warned = true;
+        control.extend_lease(j.timeout);
+      }
+      open.wait_for(5ms);
+    }
+    return worker::job_outcome{true, "", true};
+  });
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 20});
+  d.reply(d.expect<protocol::fetch>(), protocol::jobs{{wire_job(31, "long", "", 6)}});
+
+  const auto e1 = d.next_request();
+  INFO("got " << protocol::type_name(e1.body));
+  REQUIRE(is<protocol::extend>(e1));
+  CHECK(std::get<protocol::extend>(e1.body).task == 31);
+  CHECK(std::get<protocol::extend>(e1.body).attempt == 6);
+  CHECK(std::get<protocol::extend>(e1.body).extend_ms == 1500);
+  d.reply(e1, protocol::ok{});
+  CHECK_FALSE(warned);  // no warning yet: heartbeats were answered without one
+
+  protocol::heartbeat_reply warning;
+  warning.expiring = {31};
+  d.reply(d.expect<protocol::heartbeat>(false), warning);
+  const auto e2 = d.next_request();
+  INFO("got " << protocol::type_name(e2.body));
+  REQUIRE(is<protocol::extend>(e2));
+  CHECK(warned);
+  CHECK(std::get<protocol::extend>(e2.body).task == 31);
+  CHECK(std::get<protocol::extend>(e2.body).attempt == 6);
+  CHECK(std::get<protocol::extend>(e2.body).extend_ms == 60'000);  // the job's timeout
+  d.reply(e2, protocol::error{protocol::error_code::stale_lease, "too late"});  // only logged
+
+  gate.request_stop();
+  const auto c = d.next_request();
+  INFO("got " << protocol::type_name(c.body));
+  REQUIRE(is<protocol::complete>(c));
+  CHECK(std::get<protocol::complete>(c.body).task == 31);
+  d.reply(c, protocol::ok{});
+  const auto f2 = d.expect<protocol::fetch>();
   a.stop();
   d.reply(f2, protocol::jobs{});
   d.reply(d.expect<protocol::goodbye>(), protocol::ok{});

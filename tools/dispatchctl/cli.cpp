@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <limits>
 #include <memory>
 #include <sstream>
@@ -11,6 +12,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "dispatchctl/time_format.hpp"
 #include "protocol/duration.hpp"
 
 namespace dispatch::ctl {
@@ -20,14 +22,18 @@ constexpr const char* footer_text = R"(Exit status: 0 success, 1 the dispatcher 
 2 bad command line.
 
 Options before the command may also follow it: 'dispatchctl tasks --json' and
-'dispatchctl --json tasks' are the same.
+'dispatchctl --json tasks' are the same. One exception: after 'submit', --timeout
+is the task's lease; the reply timeout then goes before the command.
 
 --json output (stable; scripts may rely on it):
   task      {"id","project","type","priority","status","worker","attempts",
-             "max_attempts","tags","created_at","assigned_at","finished_at",
-             "error","payload","result"}
-            worker is null when no worker held the task; *_at are RFC 3339 UTC
-            with milliseconds ("2026-11-21T05:40:25.123Z") or null when unset.
+             "max_attempts","timeout_ms","tags","idempotency_key","created_at",
+             "assigned_at","finished_at","run_at","deadline","overdue",
+             "lease_expires_at","error","payload","result"}
+            worker is null when no worker held the task, idempotency_key when
+            the task has none; created_at, assigned_at, finished_at, run_at,
+            deadline and lease_expires_at are RFC 3339 UTC with milliseconds
+            ("2026-11-21T05:40:25.123Z") or null when unset. overdue is a bool.
             payload and result are strings when their bytes are valid UTF-8;
             otherwise they are null and payload_base64 / result_base64 hold
             the bytes in base64.
@@ -36,14 +42,30 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
   workers   array of {"id","pool","state","capacity","running","completed",
             "failed","types","tags"}
   projects  array of {"name","paused","max_inflight","weight","pending",
-            "running","completed","failed","dead","cancelled"}
+            "running","completed","failed","dead","cancelled","scheduled"}
   stats     {"tasks": {status: count}, "workers": [...], "projects": [...],
              "reserve": {"engagements","releases"}}
-  pause, resume, configure, cancel   {"ok": true})";
+            every status is present in the counts, 0 when there is none.
+  pause, resume, configure, cancel, retry, remove, drain, undrain, retire
+            {"ok": true})";
 
 constexpr const char* sub_footer_text =
     "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
     "the --json output shapes and exit codes.";
+
+// submit has its own --timeout (the task's lease), which wins over the global one after the
+// command name; the operator must be told where the client timeout goes instead.
+constexpr const char* submit_footer_text =
+    "TIME is RFC 3339 UTC (2026-11-21T10:00:00Z, 2026-11-21T10:00:00.250Z) or integer ms\n"
+    "since the epoch; --deadline also takes +DURATION, counted from now.\n"
+    "Here --timeout is the lease of one attempt. The time dispatchctl waits for the reply is\n"
+    "set by --timeout before the command: 'dispatchctl --timeout 10s submit ...'.\n"
+    "--endpoint and --json may also be given here; see 'dispatchctl --help' for the --json\n"
+    "output shapes and exit codes.";
+
+// The protocol's bounds for timeout_ms and delay_ms (docs/PROTOCOL.md): a week.
+constexpr std::int64_t max_lease_ms = 7LL * 24 * 3600 * 1000;
+constexpr std::size_t max_idempotency_key = 256;
 
 // Decimal only: CLI11's own conversion goes through strtoull, which takes "0x10", "010" as
 // octal and wraps "-1" around for unsigned types; none of that belongs in an id or a count.
@@ -84,6 +106,41 @@ CLI::Validator status_check() {
       "");
 }
 
+// A duration within min_ms..max_ms, for task fields; the message names the allowed range.
+CLI::Validator duration_in(std::int64_t min_ms, std::int64_t max_ms) {
+  return CLI::Validator(
+      [min_ms, max_ms](std::string& text) -> std::string {
+        const auto d = parse_duration(text);
+        if (d && d->count() >= min_ms && d->count() <= max_ms) return {};
+        return "bad duration '" + text + "' (expected " +
+               format_duration(std::chrono::milliseconds(min_ms)) + ".." +
+               format_duration(std::chrono::milliseconds(max_ms)) +
+               ", e.g. 500ms, 30s, 5m, 2h; a bare number is ms)";
+      },
+      "");
+}
+
+CLI::Validator time_check(millis now, bool relative_allowed) {
+  return CLI::Validator(
+      [now, relative_allowed](std::string& text) -> std::string {
+        if (parse_time_arg(text, now, relative_allowed)) return {};
+        return "bad time '" + text + "' (expected RFC 3339 UTC like 2026-11-21T10:00:00Z" +
+               (relative_allowed ? ", ms since the epoch, or +DURATION like +10m)"
+                                 : " or ms since the epoch)");
+      },
+      "");
+}
+
+CLI::Validator idempotency_key_check() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (!text.empty() && text.size() <= max_idempotency_key) return {};
+        return "expected 1.." + std::to_string(max_idempotency_key) + " bytes, got " +
+               std::to_string(text.size());
+      },
+      "");
+}
+
 CLI::Validator duration_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -102,6 +159,12 @@ struct raw_args {
   protocol::task_spec spec;
   std::string priority = "0";
   std::string max_attempts = "3";
+  std::string task_timeout = "5m";  // the protocol's default lease, 300000 ms
+  std::optional<std::string> delay;
+  std::optional<std::string> run_at;
+  std::optional<std::string> deadline;
+  std::optional<std::string> idempotency_key;
+  std::string worker_name;
   std::string id;
   std::string project_name;
   std::optional<std::string> filter_project;
@@ -134,6 +197,12 @@ std::string usage_failure(const CLI::Formatter& formatter, const CLI::App* app,
 }  // namespace
 
 parse_result parse_args(int argc, const char* const* argv) {
+  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
+  return parse_args(argc, argv,
+                    std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count());
+}
+
+parse_result parse_args(int argc, const char* const* argv, millis now) {
   invocation inv;
   raw_args raw;
 
@@ -178,6 +247,28 @@ parse_result parse_args(int argc, const char* const* argv) {
       ->check(integer_in<std::uint32_t>(1, std::numeric_limits<std::uint32_t>::max()))
       ->type_name("N")
       ->capture_default_str();
+  submit->add_option("--timeout", raw.task_timeout,
+                     "Lease of one attempt; past it the attempt has failed")
+      ->check(duration_in(1, max_lease_ms))
+      ->type_name("DURATION")
+      ->capture_default_str();
+  auto* delay = submit->add_option("--delay", raw.delay, "Not before this long from now")
+                    ->check(duration_in(0, max_lease_ms))
+                    ->type_name("DURATION");
+  submit->add_option("--run-at", raw.run_at, "Not before this time")
+      ->check(time_check(now, false))
+      ->type_name("TIME")
+      // Both at once is ambiguous (the dispatcher would silently ignore the delay).
+      ->excludes(delay);
+  submit->add_option("--deadline", raw.deadline,
+                     "Overdue if not completed by then (TIME or +DURATION)")
+      ->check(time_check(now, true))
+      ->type_name("TIME");
+  submit->add_option("--idempotency-key", raw.idempotency_key,
+                     "A repeated submit with this key in the project returns the first task")
+      ->check(idempotency_key_check())
+      ->type_name("KEY");
+  submit->footer(submit_footer_text);
 
   auto* task_cmd = app.add_subcommand("task", "Show one task");
   task_cmd->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
@@ -185,7 +276,8 @@ parse_result parse_args(int argc, const char* const* argv) {
   auto* tasks = app.add_subcommand("tasks", "List tasks, newest first");
   tasks->add_option("--project", raw.filter_project, "Only this project");
   tasks->add_option("--status", raw.filter_status,
-                    "Only this status: pending, running, completed, failed, dead, cancelled")
+                    "Only this status: pending, scheduled, running, completed, failed, dead, "
+                    "cancelled")
       ->check(status_check())
       ->type_name("STATUS");
   tasks->add_option("--limit", raw.limit, "At most this many (1..10000)")
@@ -210,6 +302,16 @@ parse_result parse_args(int argc, const char* const* argv) {
       ->type_name("N");
   auto* cancel = app.add_subcommand("cancel", "Cancel a task that has not finished");
   cancel->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
+  auto* retry = app.add_subcommand("retry", "Queue a dead, failed or cancelled task again");
+  retry->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
+  auto* remove = app.add_subcommand("remove", "Delete a finished task");
+  remove->add_option("ID", raw.id, "Task id")->required()->check(task_id_check())->type_name("");
+  auto* drain = app.add_subcommand("drain", "Tell a worker to take no new work");
+  drain->add_option("WORKER", raw.worker_name, "Worker id")->required();
+  auto* undrain = app.add_subcommand("undrain", "Let a draining worker take work again");
+  undrain->add_option("WORKER", raw.worker_name, "Worker id")->required();
+  auto* retire = app.add_subcommand("retire", "Tell a worker to finish its tasks and leave");
+  retire->add_option("WORKER", raw.worker_name, "Worker id")->required();
 
   app.footer(footer_text);
 
@@ -232,6 +334,13 @@ parse_result parse_args(int argc, const char* const* argv) {
   if (app.got_subcommand(submit)) {
     raw.spec.priority = *parse_integer<std::int32_t>(raw.priority);
     raw.spec.max_attempts = *parse_integer<std::uint32_t>(raw.max_attempts);
+    // The validators bounded both durations by a week, so they fit the uint32 fields.
+    raw.spec.timeout_ms = static_cast<std::uint32_t>(parse_duration(raw.task_timeout)->count());
+    if (raw.delay)
+      raw.spec.delay_ms = static_cast<std::uint32_t>(parse_duration(*raw.delay)->count());
+    if (raw.run_at) raw.spec.run_at = *parse_time_arg(*raw.run_at, now, false);
+    if (raw.deadline) raw.spec.deadline = *parse_time_arg(*raw.deadline, now, true);
+    if (raw.idempotency_key) raw.spec.idempotency_key = std::move(*raw.idempotency_key);
     // "--tags a,,b" or a trailing comma should not create empty tags.
     auto& tags = raw.spec.tags;
     tags.erase(std::remove(tags.begin(), tags.end(), std::string()), tags.end());
@@ -262,6 +371,16 @@ parse_result parse_args(int argc, const char* const* argv) {
     inv.request = std::move(c);
   } else if (app.got_subcommand(cancel)) {
     inv.request = protocol::cancel{*parse_integer<task_id>(raw.id)};
+  } else if (app.got_subcommand(retry)) {
+    inv.request = protocol::retry_task{*parse_integer<task_id>(raw.id)};
+  } else if (app.got_subcommand(remove)) {
+    inv.request = protocol::remove_task{*parse_integer<task_id>(raw.id)};
+  } else if (app.got_subcommand(drain)) {
+    inv.request = protocol::worker_order{raw.worker_name, "drain"};
+  } else if (app.got_subcommand(undrain)) {
+    inv.request = protocol::worker_order{raw.worker_name, "resume"};
+  } else if (app.got_subcommand(retire)) {
+    inv.request = protocol::worker_order{raw.worker_name, "stop"};
   }
   result.run = std::move(inv);
   return result;

@@ -36,5 +36,8 @@ struct parse_result {
 };
 
 parse_result parse_args(int argc, const char* const* argv);
+// The same, with the wall clock fixed at `now` (ms since the epoch): "--deadline +10s" is
+// counted from it. Lets tests check relative times exactly.
+parse_result parse_args(int argc, const char* const* argv, millis now);
 
 }  // namespace dispatch::ctl

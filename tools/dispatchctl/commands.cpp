@@ -28,6 +28,15 @@ int expect(const protocol::request_body& request, const protocol::reply_body& re
   return unexpected(request, reply, err);
 }
 
+// What an acknowledged order means for the worker. The order reaches it with its next
+// heartbeat reply, so this states the instruction, not a state already reached.
+std::string order_outcome(const std::string& order) {
+  if (order == "drain") return "draining";
+  if (order == "resume") return "taking work again";
+  if (order == "stop") return "retiring";
+  return "ordered to " + order;  // not built by the command line; kept readable anyway
+}
+
 }  // namespace
 
 int print_reply(const protocol::request_body& request, bool json,
@@ -89,6 +98,12 @@ int print_reply(const protocol::request_body& request, bool json,
           return acknowledge("project " + req.project + " configured");
         } else if constexpr (std::is_same_v<R, protocol::cancel>) {
           return acknowledge("task " + std::to_string(req.task) + " cancelled");
+        } else if constexpr (std::is_same_v<R, protocol::retry_task>) {
+          return acknowledge("task " + std::to_string(req.task) + " queued again");
+        } else if constexpr (std::is_same_v<R, protocol::remove_task>) {
+          return acknowledge("task " + std::to_string(req.task) + " removed");
+        } else if constexpr (std::is_same_v<R, protocol::worker_order>) {
+          return acknowledge("worker " + req.worker + " " + order_outcome(req.order));
         } else {
           // Worker messages are never built by the command line.
           return unexpected(request, reply, err);

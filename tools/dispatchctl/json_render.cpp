@@ -42,10 +42,17 @@ json task_json(const task& t) {
   j["worker"] = t.worker.empty() ? json(nullptr) : json(t.worker);
   j["attempts"] = t.attempts;
   j["max_attempts"] = t.max_attempts;
+  j["timeout_ms"] = t.timeout_ms;
   j["tags"] = t.tags;
+  // Empty means "no key" on the wire; null says so without a script comparing against "".
+  j["idempotency_key"] = t.idempotency_key.empty() ? json(nullptr) : json(t.idempotency_key);
   j["created_at"] = time_json(t.created_at);
   j["assigned_at"] = time_json(t.assigned_at);
   j["finished_at"] = time_json(t.finished_at);
+  j["run_at"] = time_json(t.run_at);
+  j["deadline"] = time_json(t.deadline);
+  j["overdue"] = t.overdue;
+  j["lease_expires_at"] = time_json(t.lease_expires_at);
   j["error"] = t.error;
   put_bytes(j, "payload", t.payload);
   put_bytes(j, "result", t.result);

@@ -14,9 +14,11 @@ namespace dispatch::ctl {
 // ordered_json keeps keys in the documented order, which makes the output easier to read.
 using json = nlohmann::ordered_json;
 
-// {"id","project","type","priority","status","worker","attempts","max_attempts","tags",
-//  "created_at","assigned_at","finished_at","error","payload","result"}.
-// "worker" is null when no worker ever held the task; the *_at times are RFC 3339 or null.
+// {"id","project","type","priority","status","worker","attempts","max_attempts","timeout_ms",
+//  "tags","idempotency_key","created_at","assigned_at","finished_at","run_at","deadline",
+//  "overdue","lease_expires_at","error","payload","result"}.
+// "worker" is null when no worker ever held the task, "idempotency_key" when the task has
+// none; the *_at times, "run_at" and "deadline" are RFC 3339 or null; "overdue" is a bool.
 // "payload" / "result" hold the bytes as a string when they are valid UTF-8; otherwise they
 // are null and "payload_base64" / "result_base64" carry the bytes in base64.
 json task_json(const task& t);
@@ -26,12 +28,12 @@ json tasks_json(const std::vector<task>& tasks);
 json worker_json(const protocol::worker_info& w);
 json workers_json(const std::vector<protocol::worker_info>& workers);
 
-// {"name","paused","max_inflight","weight"} plus one count per task status (all six, 0 when
-// the dispatcher reported none).
+// {"name","paused","max_inflight","weight"} plus one count per task status (every status, 0
+// when the dispatcher reported none).
 json project_json(const protocol::project_info& p);
 json projects_json(const std::vector<protocol::project_info>& projects);
 
-// {"tasks": {status: count for all six}, "workers": [...], "projects": [...],
+// {"tasks": {status: count for every status}, "workers": [...], "projects": [...],
 //  "reserve": {"engagements","releases"}}
 json stats_json(const protocol::stats& s);
 

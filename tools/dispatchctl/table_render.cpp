@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 
 #include "dispatchctl/text_encoding.hpp"
 #include "dispatchctl/text_table.hpp"
 #include "dispatchctl/time_format.hpp"
+#include "protocol/duration.hpp"
 
 namespace dispatch::ctl {
 namespace {
@@ -46,7 +48,7 @@ std::string render_tasks(const std::vector<task>& tasks) {
 }
 
 std::string render_task(const task& t) {
-  const std::vector<std::pair<std::string, std::string>> fields = {
+  std::vector<std::pair<std::string, std::string>> fields = {
       {"id", std::to_string(t.id)},
       {"project", t.project},
       {"type", t.type},
@@ -54,14 +56,23 @@ std::string render_task(const task& t) {
       {"status", std::string(to_string(t.status))},
       {"worker", or_dash(t.worker)},
       {"attempts", std::to_string(t.attempts) + "/" + std::to_string(t.max_attempts)},
+      {"timeout", format_duration(std::chrono::milliseconds(t.timeout_ms))},
       {"tags", or_dash(joined(t.tags))},
       {"created_at", time_cell(t.created_at)},
       {"assigned_at", time_cell(t.assigned_at)},
       {"finished_at", time_cell(t.finished_at)},
-      {"error", or_dash(t.error)},
-      {"payload", bytes_cell(t.payload)},
-      {"result", bytes_cell(t.result)},
   };
+  // Scheduling details only when the task has them: most tasks have none, and a column of
+  // dashes would bury the lines that matter.
+  if (!t.idempotency_key.empty()) fields.emplace_back("idempotency_key", t.idempotency_key);
+  if (t.run_at != 0) fields.emplace_back("run_at", time_cell(t.run_at));
+  if (t.deadline != 0) fields.emplace_back("deadline", time_cell(t.deadline));
+  if (t.overdue) fields.emplace_back("overdue", "yes");
+  if (t.lease_expires_at != 0)
+    fields.emplace_back("lease_expires_at", time_cell(t.lease_expires_at));
+  fields.emplace_back("error", or_dash(t.error));
+  fields.emplace_back("payload", bytes_cell(t.payload));
+  fields.emplace_back("result", bytes_cell(t.result));
   std::size_t width = 0;
   for (const auto& [name, value] : fields) width = std::max(width, name.size());
   std::string out;

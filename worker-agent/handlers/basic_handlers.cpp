@@ -7,7 +7,7 @@
 
 namespace dispatch::worker::handlers {
 
-job_outcome sleep(const job& j, const stop_token& stop) {
+job_outcome sleep(const job& j, job_control& control) {
   std::uint64_t ms = 0;
   const auto* first = j.payload.data();
   const auto* last = first + j.payload.size();
@@ -19,13 +19,14 @@ job_outcome sleep(const job& j, const stop_token& stop) {
             false};
   // Capped so that the conversion cannot overflow; nobody sleeps for a year in a job.
   constexpr std::uint64_t max_ms = 365ULL * 24 * 3600 * 1000;
-  if (stop.wait_for(std::chrono::milliseconds(std::min(ms, max_ms)))) return {false, "stopped", true};
+  if (control.wait_for(std::chrono::milliseconds(std::min(ms, max_ms))))
+    return {false, "stopped", true};
   return {true, "", true};
 }
 
-job_outcome echo(const job& j, const stop_token&) { return {true, j.payload, true}; }
+job_outcome echo(const job& j, job_control&) { return {true, j.payload, true}; }
 
-job_outcome fail(const job& j, const stop_token&) {
+job_outcome fail(const job& j, job_control&) {
   return {false, "fail handler: " + j.payload, j.payload != "fatal"};
 }
 

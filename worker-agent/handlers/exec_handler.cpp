@@ -25,11 +25,11 @@ extern char** environ;  // NOLINT: POSIX declares it nowhere; passed to the chil
 namespace dispatch::worker::handlers {
 namespace {
 
-// The stop_token has no file descriptor to poll, so it is checked at least this often.
+// A stop request has no file descriptor to poll, so it is checked at least this often.
 constexpr std::chrono::milliseconds stop_check_interval{50};
 // Without a pidfd, the exit of the child is noticed by checking this often.
 constexpr std::chrono::milliseconds exit_check_interval{5};
-// 64 KiB chunks read before checking the clock and the stop token again.
+// 64 KiB chunks read before checking the clock and for a stop request again.
 constexpr int reads_per_wakeup = 16;
 // Bytes of the end of the output quoted in a failure message.
 constexpr std::size_t tail_size = 512;
@@ -165,8 +165,8 @@ class exec_handler {
  public:
   explicit exec_handler(exec_options options) : options_(options) {}
 
-  job_outcome operator()(const job& j, const stop_token& stop) const {
-    if (stop.stop_requested()) return {false, "stopped", true};
+  job_outcome operator()(const job& j, job_control& control) const {
+    if (control.stop_requested()) return {false, "stopped", true};
 
     std::array<int, 2> fds{};
     if (::pipe2(fds.data(), O_CLOEXEC) != 0)
@@ -191,7 +191,7 @@ class exec_handler {
     for (;;) {
       if (has_exited(pid)) break;
       const auto now = std::chrono::steady_clock::now();
-      if (stop.stop_requested()) {
+      if (control.stop_requested()) {
         how = ending::stopped;
         break;
       }
