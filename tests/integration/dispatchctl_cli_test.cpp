@@ -305,7 +305,7 @@ TEST_CASE("dispatchctl submit with a delay, deadline, lease and idempotency key"
   ctl run(d.admin_endpoint());
   const millis before = wall_now();
   const std::vector<std::string> args = {"submit", "--project", "P", "--type", "echo",
-                                         "--timeout", "90s", "--delay", "1h", "--deadline", "+2h",
+                                         "--task-timeout", "90s", "--delay", "1h", "--deadline", "+2h",
                                          "--idempotency-key", "order-17"};
   const task_id id = id_printed(run(args));
   const millis after = wall_now();
@@ -457,7 +457,7 @@ TEST_CASE("dispatchctl refuses bad command lines with exit code 2 and a message"
       {{"configure", "P", "--weight", "0"}, "--weight"},
       {{"--timeout", "soon", "stats"}, "soon"},
       {{"submit", "--project", "P", "--type", "echo", "--deadline", "tomorrow"}, "--deadline"},
-      {{"submit", "--project", "P", "--type", "echo", "--timeout", "0s"}, "--timeout"},
+      {{"submit", "--project", "P", "--type", "echo", "--task-timeout", "0s"}, "--task-timeout"},
       {{"retry", "x"}, "x"},
       {{"drain"}, "WORKER"},
       {{}, "command"},

@@ -427,9 +427,23 @@ TEST_CASE("a complete for an expired lease is refused as stale, the current atte
   CHECK(r.result == "from attempt 2");
   CHECK(r.attempts == 2);
   CHECK(r.worker == "fast");
+
+  // A lease that runs out on the last attempt ends the task dead, with the reason kept.
+  auto last = spec("echo", "y");
+  last.timeout_ms = 300;
+  last.max_attempts = 1;
+  const auto last_id = submit(producer, {last}).at(0);
+  REQUIRE(fetch(w1, 1).size() == 1);
+  REQUIRE(wait_until([&] { return status_of(producer, last_id).status == task_status::dead; },
+                     5s));
+  const auto dead = status_of(producer, last_id);
+  CHECK_THAT(dead.error, Catch::Contains("lease"));
+  CHECK(error_of(w1.call(protocol::complete{last_id, 1, "too late"})) ==
+        protocol::error_code::invalid_state);
   report("stale lease: attempt 1 complete -> stale_lease, attempt 2 by another worker -> stored "
-         "(result=\"%s\", attempts=%u), cancel told in heartbeat=%d",
-         r.result.c_str(), r.attempts, static_cast<int>(has(hb.cancel, id)));
+         "(result=\"%s\", attempts=%u), cancel told in heartbeat=%d; last attempt's lease ran "
+         "out -> dead (\"%s\")",
+         r.result.c_str(), r.attempts, static_cast<int>(has(hb.cancel, id)), dead.error.c_str());
 }
 
 TEST_CASE("extend moves a lease, heartbeat replies list leases about to expire", "[reliability]") {
@@ -487,8 +501,17 @@ TEST_CASE("a repeated idempotency key creates nothing, also after a restart", "[
   elsewhere.project = "other";
   const auto other = submit(producer, {elsewhere}).at(0);
   CHECK(other != first);
+  // Two producers racing with a new key, both requests in flight at once: one task.
+  wire_client racer_a(d.work_endpoint()), racer_b(d.work_endpoint());
+  auto raced = spec("echo", "race");
+  raced.idempotency_key = "order-44";
+  const auto ra = racer_a.send(protocol::submit{{raced}});
+  const auto rb = racer_b.send(protocol::submit{{raced}});
+  const auto id_a = expect<protocol::submitted>(racer_a.wait_reply(ra)).ids.at(0);
+  const auto id_b = expect<protocol::submitted>(racer_b.wait_reply(rb)).ids.at(0);
+  CHECK(id_a == id_b);
   const auto before_restart = total_tasks(d.stats());
-  CHECK(before_restart == 3);
+  CHECK(before_restart == 4);
 
   d.stop(SIGKILL);
   d.start();
@@ -498,8 +521,8 @@ TEST_CASE("a repeated idempotency key creates nothing, also after a restart", "[
   const auto after_restart = total_tasks(d.stats());
   CHECK(after_restart == before_restart);
   CHECK(status_of(after, first).payload == "first");
-  report("idempotency: key repeated 4x (1 across kill -9, fsync) -> same id %llu, tasks %llu -> "
-         "%llu -> %llu, other project gets its own id",
+  report("idempotency: key repeated 4x (once across kill -9, fsync) -> same id %llu; tasks %llu "
+         "-> %llu (+1 other key, +1 other project, +1 for 2 racing submits) -> %llu after restart",
          static_cast<unsigned long long>(first), static_cast<unsigned long long>(count),
          static_cast<unsigned long long>(before_restart),
          static_cast<unsigned long long>(after_restart));
@@ -536,6 +559,11 @@ TEST_CASE("a delayed task waits in the dispatcher, survives a restart and runs a
     CHECK(s.run_at >= submitted_at + 2500);
     CHECK(s.run_at <= wall_now() + 2500);
     CHECK(fetch(w, 1, 500).empty());
+    // A scheduled task can be cancelled; its time passing does not bring it back.
+    auto doomed = spec("echo", "never");
+    doomed.delay_ms = 1000;
+    const auto never = submit(producer, {doomed}).at(0);
+    expect<protocol::ok>(producer.call(protocol::cancel{never}));
 
     d.stop(SIGKILL);
     d.start();
@@ -554,6 +582,8 @@ TEST_CASE("a delayed task waits in the dispatcher, survives a restart and runs a
     CHECK(got_at >= s.run_at);
     expect<protocol::ok>(w2.call(protocol::complete{id, jobs[0].attempt, "done"}));
     CHECK(status_of(after, id).status == task_status::completed);
+    CHECK(status_of(after, never).status == task_status::cancelled);
+    CHECK(fetch(w2, 1, 200).empty());
     report("delayed: delay_ms=2500, scheduled before and after kill -9 (checked=%d), empty "
            "fetch before time, fetched %lld ms after run_at",
            static_cast<int>(still_early), static_cast<long long>(got_at - s.run_at));
@@ -697,6 +727,11 @@ TEST_CASE("an operator can retry a dead task and remove a finished one", "[relia
   t = status_of(producer, id);
   CHECK(t.status == task_status::pending);
   CHECK(t.attempts == 0);
+  // The requeue is stored before the ok: it survives a crash.
+  d.stop(SIGKILL);
+  d.start();
+  CHECK(status_of(producer, id).status == task_status::pending);
+  expect<protocol::registered>(w.call(worker_spec("w")));
   jobs = fetch(w, 1);
   REQUIRE(jobs.size() == 1);
   CHECK(jobs[0].task == id);
@@ -720,8 +755,8 @@ TEST_CASE("an operator can retry a dead task and remove a finished one", "[relia
   wire_client after(d.work_endpoint());
   CHECK(error_of(after.call(protocol::get_task{id})) == protocol::error_code::unknown_task);
   CHECK(total_tasks(d.stats()) == 1);
-  report("retry/remove: dead -> retry -> attempt 1 again -> completed -> removed (gone after "
-         "kill -9 too); unfinished tasks refuse retry/remove");
+  report("retry/remove: dead -> retry (kept across kill -9) -> attempt 1 again -> completed -> "
+         "removed (gone after kill -9 too); unfinished tasks refuse retry/remove");
 }
 
 TEST_CASE("finished tasks are removed after the retention, unfinished ones stay",
@@ -750,7 +785,7 @@ TEST_CASE("finished tasks are removed after the retention, unfinished ones stay"
   const auto st = d.stats();
   CHECK(st.tasks.at("completed") == 0);
   CHECK(st.tasks.at("pending") == 1);
-  CHECK(submit(producer, {keyed}).at(0) != done);  // its key went with it
+  CHECK(submit(producer, {keyed}).at(0) != done);  // its key expired too (window 300ms)
   report("retention 300ms: completed task purged, pending task kept, counts completed=%llu "
          "pending=%llu",
          static_cast<unsigned long long>(st.tasks.at("completed")),

@@ -485,7 +485,7 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
   SECTION("submit scheduling flags") {
     const millis now = known_time;
     auto spec = submitted_spec(
-        parse_at(now, {"submit", "--project", "p", "--type", "t", "--timeout", "90s", "--delay",
+        parse_at(now, {"submit", "--project", "p", "--type", "t", "--task-timeout", "90s", "--delay",
                        "2m", "--deadline", "+10s", "--idempotency-key", "order-17"}));
     CHECK(spec.timeout_ms == 90000);
     CHECK(spec.delay_ms == 120000);
@@ -507,11 +507,11 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
 
     // Limits of the protocol are accepted: a lease of 1 ms and of a week, a key of 256 bytes.
     const std::string key(256, 'k');
-    spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--timeout", "1",
+    spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--task-timeout", "1",
                                  "--idempotency-key", key.c_str()}));
     CHECK(spec.timeout_ms == 1);
     CHECK(spec.idempotency_key == key);
-    CHECK(submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--timeout", "168h",
+    CHECK(submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--task-timeout", "168h",
                                 "--delay", "0"}))
               .timeout_ms == 604800000);
 
@@ -526,9 +526,9 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
     CHECK(spec.deadline >= before + 10000);
     CHECK(spec.deadline <= after + 10000);
   }
-  SECTION("submit --timeout is the lease; the client timeout goes before the command") {
-    const auto r = parse({"--timeout", "10s", "submit", "--project", "p", "--type", "t",
-                          "--timeout", "1m"});
+  SECTION("submit --task-timeout is the lease; --timeout stays the client's, in any position") {
+    const auto r = parse({"submit", "--project", "p", "--type", "t", "--task-timeout", "1m",
+                          "--timeout", "10s"});
     CHECK(submitted_spec(r).timeout_ms == 60000);
     CHECK(r.run->timeout == 10s);
   }
@@ -600,10 +600,10 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
 TEST_CASE("bad scheduling values exit 2 naming the option", "[dispatchctl][cli]") {
   const std::string long_key(257, 'k');
   const std::vector<std::pair<std::vector<const char*>, std::string>> cases = {
-      {{"--timeout", "0s"}, "--timeout"},
-      {{"--timeout", "169h"}, "--timeout"},  // above the protocol's week
-      {{"--timeout", "5 m"}, "--timeout"},
-      {{"--timeout", "-5s"}, "--timeout"},
+      {{"--task-timeout", "0s"}, "--task-timeout"},
+      {{"--task-timeout", "169h"}, "--task-timeout"},  // above the protocol's week
+      {{"--task-timeout", "5 m"}, "--task-timeout"},
+      {{"--task-timeout", "-5s"}, "--task-timeout"},
       {{"--delay", "soon"}, "--delay"},
       {{"--delay", "8d"}, "--delay"},
       {{"--delay", "169h"}, "--delay"},

@@ -1,9 +1,8 @@
 // task_store against a real RocksDB, one fresh directory per test.
 #include <catch2/catch.hpp>
 
-#include <dlfcn.h>         // dlsym: RocksDB's C API, to write records bypassing task_store
 #include <fcntl.h>         // open
-#include <rocksdb/c.h>     // declarations only; the functions are looked up at run time
+#include <rocksdb/db.h>
 #include <signal.h>        // sigaction
 #include <stdlib.h>        // mkdtemp, getenv
 #include <sys/resource.h>  // setrlimit
@@ -170,11 +169,8 @@ task finished_task(task_id id, const std::string& project, task_status st, milli
   return t;
 }
 
-// Writes raw records into a store through RocksDB's C API, bypassing task_store: a store in the
-// layout of an older release, or records task_store would never write. The test links only
-// dispatch_persistence, which keeps RocksDB private; the library is loaded in this process all
-// the same, so its C entry points are found with dlsym rather than by linking the test against
-// RocksDB.
+// Writes raw records into a store with RocksDB itself, bypassing task_store: a store in the
+// layout of an older release, or records task_store would never write.
 class raw_store_writer {
  public:
   // The column families of the release before "idempotency", in its order; with_idempotency
@@ -182,72 +178,37 @@ class raw_store_writer {
   static constexpr std::size_t live = 1, done = 2, meta = 3, idempotency = 5;
 
   raw_store_writer(const std::string& dir, bool with_idempotency) {
-    if (!with_idempotency) names_.pop_back();
-    handles_.resize(names_.size(), nullptr);
-    auto* options_create = fn<decltype(rocksdb_options_create)>("rocksdb_options_create");
-    options_.reset(options_create());
-    fn<decltype(rocksdb_options_set_create_if_missing)>("rocksdb_options_set_create_if_missing")(
-        options_.get(), 1);
-    fn<decltype(rocksdb_options_set_create_missing_column_families)>(
-        "rocksdb_options_set_create_missing_column_families")(options_.get(), 1);
-    write_options_.reset(
-        fn<decltype(rocksdb_writeoptions_create)>("rocksdb_writeoptions_create")());
-    std::vector<const rocksdb_options_t*> cf_options(names_.size(), options_.get());
-    char* err = nullptr;
-    db_ = fn<decltype(rocksdb_open_column_families)>("rocksdb_open_column_families")(
-        options_.get(), dir.c_str(), static_cast<int>(names_.size()), names_.data(),
-        cf_options.data(), handles_.data(), &err);
-    check(err);
-    REQUIRE(db_ != nullptr);
+    std::vector<std::string> names = {"default", "live", "done", "meta", "projects", "idempotency"};
+    if (!with_idempotency) names.pop_back();
+    rocksdb::DBOptions options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    const auto s = rocksdb::DB::Open(options, dir, families, &handles, &db);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    db_.reset(db);
+    for (auto* h : handles) handles_.emplace_back(h);
   }
   ~raw_store_writer() {
-    auto* destroy_handle =
-        fn<decltype(rocksdb_column_family_handle_destroy)>("rocksdb_column_family_handle_destroy");
-    for (auto* h : handles_)
-      if (h != nullptr) destroy_handle(h);
-    if (db_ != nullptr) fn<decltype(rocksdb_close)>("rocksdb_close")(db_);
+    handles_.clear();  // column family handles go before their database
+    db_.reset();
   }
   raw_store_writer(const raw_store_writer&) = delete;
   raw_store_writer& operator=(const raw_store_writer&) = delete;
 
   void put(std::size_t cf, const std::string& key, const std::string& value) {
-    char* err = nullptr;
-    fn<decltype(rocksdb_put_cf)>("rocksdb_put_cf")(db_, write_options_.get(), handles_.at(cf),
-                                                   key.data(), key.size(), value.data(),
-                                                   value.size(), &err);
-    check(err);
+    const auto s = db_->Put(rocksdb::WriteOptions(), handles_.at(cf).get(), key, value);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
   }
 
  private:
-  template <class F>
-  static F* fn(const char* name) {
-    void* p = dlsym(RTLD_DEFAULT, name);
-    INFO(name);
-    REQUIRE(p != nullptr);
-    return reinterpret_cast<F*>(p);
-  }
-  static void check(char* err) {
-    if (err == nullptr) return;
-    const std::string text = err;
-    fn<decltype(rocksdb_free)>("rocksdb_free")(err);
-    FAIL("RocksDB: " << text);
-  }
-  struct options_deleter {
-    void operator()(rocksdb_options_t* o) const {
-      fn<decltype(rocksdb_options_destroy)>("rocksdb_options_destroy")(o);
-    }
-  };
-  struct write_options_deleter {
-    void operator()(rocksdb_writeoptions_t* o) const {
-      fn<decltype(rocksdb_writeoptions_destroy)>("rocksdb_writeoptions_destroy")(o);
-    }
-  };
-  std::vector<const char*> names_ = {"default", "live",     "done",
-                                     "meta",    "projects", "idempotency"};
-  std::vector<rocksdb_column_family_handle_t*> handles_;
-  std::unique_ptr<rocksdb_options_t, options_deleter> options_;
-  std::unique_ptr<rocksdb_writeoptions_t, write_options_deleter> write_options_;
-  rocksdb_t* db_ = nullptr;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
 };
 
 std::string be64(std::uint64_t v) {

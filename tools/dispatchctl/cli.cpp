@@ -22,8 +22,7 @@ constexpr const char* footer_text = R"(Exit status: 0 success, 1 the dispatcher 
 2 bad command line.
 
 Options before the command may also follow it: 'dispatchctl tasks --json' and
-'dispatchctl --json tasks' are the same. One exception: after 'submit', --timeout
-is the task's lease; the reply timeout then goes before the command.
+'dispatchctl --json tasks' are the same.
 
 --json output (stable; scripts may rely on it):
   task      {"id","project","type","priority","status","worker","attempts",
@@ -53,15 +52,11 @@ constexpr const char* sub_footer_text =
     "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
     "the --json output shapes and exit codes.";
 
-// submit has its own --timeout (the task's lease), which wins over the global one after the
-// command name; the operator must be told where the client timeout goes instead.
 constexpr const char* submit_footer_text =
     "TIME is RFC 3339 UTC (2026-11-21T10:00:00Z, 2026-11-21T10:00:00.250Z) or integer ms\n"
     "since the epoch; --deadline also takes +DURATION, counted from now.\n"
-    "Here --timeout is the lease of one attempt. The time dispatchctl waits for the reply is\n"
-    "set by --timeout before the command: 'dispatchctl --timeout 10s submit ...'.\n"
-    "--endpoint and --json may also be given here; see 'dispatchctl --help' for the --json\n"
-    "output shapes and exit codes.";
+    "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
+    "the --json output shapes and exit codes.";
 
 // The protocol's bounds for timeout_ms and delay_ms (docs/PROTOCOL.md): a week.
 constexpr std::int64_t max_lease_ms = 7LL * 24 * 3600 * 1000;
@@ -247,7 +242,8 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
       ->check(integer_in<std::uint32_t>(1, std::numeric_limits<std::uint32_t>::max()))
       ->type_name("N")
       ->capture_default_str();
-  submit->add_option("--timeout", raw.task_timeout,
+  // Not "--timeout": that is dispatchctl's own reply timeout, which may follow the command too.
+  submit->add_option("--task-timeout", raw.task_timeout,
                      "Lease of one attempt; past it the attempt has failed")
       ->check(duration_in(1, max_lease_ms))
       ->type_name("DURATION")
