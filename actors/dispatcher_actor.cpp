@@ -295,21 +295,28 @@ struct dispatcher_state {
   }
 
   // Forgets a worker: its open fetch is answered empty, its tasks (except `keep`) go back to the
-  // queue, its actor stops.
+  // queue, its actor stops. When the worker was lost, each of its tasks has failed an attempt:
+  // a task that crashes every worker that runs it must end dead, not circle forever.
   void drop_worker(const std::string& id, persistence::write_batch& batch, const char* why,
-                   const std::unordered_set<task_id>& keep = {}) {
+                   const std::unordered_set<task_id>& keep = {}, bool attempts_failed = false) {
     auto it = workers.find(id);
     if (it == workers.end()) return;
     auto& w = it->second;
     answer_fetch(w);
     policy->remove_worker(id);
-    for (auto tid : w.held) {
+    const auto held = std::move(w.held);
+    w.held.clear();
+    for (auto tid : held) {
       auto t = live.find(tid);
       if (t == live.end() || keep.count(tid)) continue;
       t->second.lease_expires_at = 0;
       timers.clear(timer::lease, tid);
-      make_pending(t->second, batch);
-      emit(event_kind::task_requeued, t->second, why);
+      if (attempts_failed) {
+        attempt_failed(t, "worker " + id + " was lost while running it", true, false, batch);
+      } else {
+        make_pending(t->second, batch);
+        emit(event_kind::task_requeued, t->second, why);
+      }
     }
     worker_by_peer.erase(w.peer.routing_id);
     if (w.actor) self->send_exit(w.actor, caf::exit_reason::user_shutdown);
@@ -493,7 +500,7 @@ struct dispatcher_state {
     if (it == workers.end() || it->second.actor != reporter) return;
     it->second.actor = nullptr;  // it has stopped by itself
     persistence::write_batch batch;
-    drop_worker(worker, batch, "worker lost");
+    drop_worker(worker, batch, "worker lost", {}, true);
     spdlog::warn("worker {} lost: no heartbeat for {} ms", worker,
                  settings.liveness.heartbeat.count() * settings.liveness.liveness);
     emit_worker(event_kind::worker_lost, worker);

@@ -239,7 +239,7 @@ TEST_CASE("tasks held by a worker that says goodbye go back to the queue") {
 }
 
 TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks are requeued") {
-  dispatcher_process d({{"--heartbeat", "100ms", "--liveness", "3"}});
+  dispatcher_process d({{"--heartbeat", "100ms", "--liveness", "3", "--retry-base", "50ms"}});
   wire_client producer(d.work_endpoint());
   wire_client silent(d.work_endpoint());
   const auto reg = expect<protocol::registered>(silent.call(worker_spec("silent")));
@@ -247,7 +247,11 @@ TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks
   CHECK(reg.liveness == 3);
   const auto ids = submit(producer, {spec("p", 0)});
   REQUIRE(fetch(silent, 1).size() == 1);
+  // The lost worker's attempt counts as failed; after its short backoff the task waits again.
   CHECK(wait_until([&] { return status_of(producer, ids[0]).status == task_status::pending; }, 5s));
+  const auto t = status_of(producer, ids[0]);
+  CHECK(t.attempts == 1);
+  CHECK(t.error == "worker silent was lost while running it");
   CHECK(find_worker(d.stats(), "silent") == nullptr);
 
   // A worker that heartbeats stays.
