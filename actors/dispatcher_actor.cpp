@@ -257,8 +257,9 @@ struct dispatcher_state {
     auto& t = it->second;
     release(t, tell_worker);
     t.error = std::move(error);
-    if (retryable && t.attempts < t.max_attempts) {
-      const auto wait = backoff(t.attempts);
+    ++t.failures;
+    if (retryable && t.failures < t.max_attempts) {
+      const auto wait = backoff(t.failures);
       std::uniform_int_distribution<millis> spread(wait / 2, wait);
       make_scheduled(t, wall_now() + spread(jitter), batch);
       emit(event_kind::task_retried, t, t.error);
@@ -509,7 +510,9 @@ struct dispatcher_state {
 
   // ---------------------------------------------------------------- producer messages
 
-  // The task an idempotency key already names, if it was used within the window.
+  // The task an idempotency key already names, if it was used within the window and that task
+  // still exists (a removed or purged task frees its key: answering with its id would
+  // acknowledge work that will never run).
   std::optional<task_id> known_key(const std::string& project, const std::string& key,
                                    millis now) {
     if (auto it = keys_in_flight.find(idempotency_slot(project, key)); it != keys_in_flight.end())
@@ -518,6 +521,9 @@ struct dispatcher_state {
     const auto s = store->find_idempotent(project, key, now - settings.idempotency_window.count(),
                                           found);
     if (!s.is_ok()) spdlog::error("idempotency lookup failed: {}", s.to_string());
+    if (!found || live.count(*found)) return found;
+    task stored;
+    if (!store->get(*found, stored).is_ok()) return std::nullopt;
     return found;
   }
 
@@ -656,7 +662,7 @@ struct dispatcher_state {
         return;
       }
       auto t = std::make_shared<task>(std::move(stored));
-      t->attempts = 0;
+      t->failures = 0;
       t->finished_at = 0;
       t->overdue = false;
       t->run_at = 0;

@@ -13,7 +13,7 @@ using wire::as_uint;
 using wire::unbounded;
 
 void write_task(wire::writer& w, const task& t) {
-  w.map(21);
+  w.map(22);
   w.number("id", t.id);
   w.text("project", t.project);
   w.text("type", t.type);
@@ -22,6 +22,7 @@ void write_task(wire::writer& w, const task& t) {
   w.names("tags", t.tags);
   w.text("status", to_string(t.status));
   w.number("attempts", t.attempts);
+  w.number("failures", t.failures);
   w.number("max_attempts", t.max_attempts);
   w.number("timeout_ms", t.timeout_ms);
   w.number("run_at", t.run_at);
@@ -50,6 +51,7 @@ task read_task(const msgpack::object& o, const wire::path& at) {
   t.attempts = f.required("attempts", as_uint<std::uint32_t>());
   t.max_attempts = f.required("max_attempts", as_uint<std::uint32_t>());
   // Added after the first stored records: optional so that those still read.
+  t.failures = f.optional("failures", t.failures, as_uint<std::uint32_t>());
   t.timeout_ms = f.optional("timeout_ms", t.timeout_ms, as_uint<std::uint32_t>());
   t.run_at = f.optional("run_at", t.run_at, as_int<millis>());
   t.deadline = f.optional("deadline", t.deadline, as_int<millis>());

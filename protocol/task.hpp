@@ -48,6 +48,10 @@ struct task {
   std::vector<std::string> tags;  // a worker must carry all of them
   task_status status = task_status::pending;
   std::uint32_t attempts = 0;  // assignments so far; the current lease is attempt `attempts`
+  // Attempts that failed: a reported failure, a lease that ran out, a worker lost while running
+  // it. Requeues that are not the task's fault (goodbye, not reported after a restart) do not
+  // count. The task is dead when failures reach max_attempts.
+  std::uint32_t failures = 0;
   std::uint32_t max_attempts = 3;
   std::uint32_t timeout_ms = 300'000;  // lease of one attempt; past it the attempt has failed
   millis run_at = 0;            // scheduled: becomes pending at this time

@@ -720,7 +720,7 @@ TEST_CASE("dispatcherd refuses a data dir that is a regular file, naming it") {
   CHECK(std::filesystem::is_regular_file(file));
 }
 
-TEST_CASE("a second dispatcherd on the same data dir fails cleanly; the first keeps serving") {
+TEST_CASE("a second dispatcherd on the same data dir fails cleanly, the first keeps serving") {
   dispatcher_process first;
   wire_client producer(first.work_endpoint());
   const auto before = expect<protocol::submitted>(producer.call(protocol::submit{{spec("p")}})).ids;

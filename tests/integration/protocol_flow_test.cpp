@@ -194,7 +194,7 @@ TEST_CASE("cancel ends pending and running tasks, and refuses finished ones") {
   CHECK(fetch(worker, 1, 100).empty());
 }
 
-TEST_CASE("a paused project keeps its tasks until resumed; other projects go on") {
+TEST_CASE("a paused project keeps its tasks until resumed, other projects go on") {
   dispatcher_process d;
   wire_client admin(d.admin_endpoint());
   wire_client producer(d.work_endpoint());
@@ -264,7 +264,7 @@ TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks
   CHECK(find_worker(d.stats(), "alive") != nullptr);
 }
 
-TEST_CASE("a project's max_inflight caps its running tasks; the cap and weight are stored") {
+TEST_CASE("a project's max_inflight caps its running tasks, the cap and weight are stored") {
   dispatcher_process d;
   wire_client admin(d.admin_endpoint());
   wire_client producer(d.work_endpoint());
@@ -294,4 +294,43 @@ TEST_CASE("a project's max_inflight caps its running tasks; the cap and weight a
   CHECK(projects[0].name == "capped");
   CHECK(projects[0].max_inflight == 1);
   CHECK(projects[0].weight == 3);
+}
+
+TEST_CASE("only failures count against max_attempts, not requeues that are not the task's fault") {
+  dispatcher_process d;
+  wire_client producer(d.work_endpoint());
+  auto s = spec("p", 0);
+  s.max_attempts = 1;
+  const auto ids = submit(producer, {s});
+  {
+    wire_client w1(d.work_endpoint());
+    expect<protocol::registered>(w1.call(worker_spec("w1")));
+    REQUIRE(fetch(w1, 1).size() == 1);
+    expect<protocol::ok>(w1.call(protocol::goodbye{}));
+  }
+  wire_client w2(d.work_endpoint());
+  expect<protocol::registered>(w2.call(worker_spec("w2")));
+  auto jobs = fetch(w2, 1);
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].attempt == 2);  // the lease token still moves on
+  const auto t = status_of(producer, ids[0]);
+  CHECK(t.failures == 0);
+  expect<protocol::ok>(w2.call(protocol::complete{ids[0], 2, "done"}));
+  CHECK(status_of(producer, ids[0]).status == task_status::completed);
+}
+
+TEST_CASE("a removed task frees its idempotency key") {
+  dispatcher_process d;
+  wire_client admin(d.admin_endpoint());
+  wire_client producer(d.work_endpoint());
+  auto s = spec("p", 0, "first");
+  s.idempotency_key = "K";
+  const auto first = submit(producer, {s}).at(0);
+  CHECK(submit(producer, {s}).at(0) == first);  // a repeat while the task exists
+  expect<protocol::ok>(producer.call(protocol::cancel{first}));
+  expect<protocol::ok>(admin.call(protocol::remove_task{first}));
+  s.payload = "second";
+  const auto second = submit(producer, {s}).at(0);
+  CHECK(second != first);
+  CHECK(status_of(producer, second).payload == "second");
 }

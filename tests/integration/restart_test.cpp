@@ -57,7 +57,7 @@ TEST_CASE("every pending task survives a restart and a kill -9, then runs") {
   CHECK(status_of(producer, ids[123]).result == "payload-23");
 }
 
-TEST_CASE("after a restart a re-registering worker keeps the tasks it reports; others are requeued") {
+TEST_CASE("after a restart a re-registering worker keeps the tasks it reports, others are requeued") {
   dispatcher_process d({{"--recovery-grace", "1s"}});
   wire_client producer(d.work_endpoint());
   const auto ids = expect<protocol::submitted>(producer.call(echoes(2))).ids;

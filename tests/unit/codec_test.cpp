@@ -16,7 +16,7 @@ namespace dispatch {
 bool operator==(const task& a, const task& b) {
   auto fields = [](const task& t) {
     return std::tie(t.id, t.project, t.type, t.priority, t.payload, t.tags, t.status, t.attempts,
-                    t.max_attempts, t.timeout_ms, t.run_at, t.deadline, t.overdue,
+                    t.failures, t.max_attempts, t.timeout_ms, t.run_at, t.deadline, t.overdue,
                     t.idempotency_key, t.lease_expires_at, t.worker, t.created_at, t.assigned_at,
                     t.finished_at, t.result, t.error);
   };
@@ -93,6 +93,7 @@ task sample_task(task_id id) {
   t.tags = {"gpu", "eu"};
   t.status = task_status::running;
   t.attempts = 2;
+  t.failures = 1;
   t.max_attempts = 5;
   t.timeout_ms = 45000;
   t.run_at = 1700000000000;

@@ -252,7 +252,7 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
   for (const auto& item : j.items()) keys.push_back(item.key());
   CHECK(keys == std::vector<std::string>{
                      "id", "project", "type", "priority", "status", "worker", "attempts",
-                     "max_attempts", "timeout_ms", "tags", "idempotency_key", "created_at",
+                     "failures", "max_attempts", "timeout_ms", "tags", "idempotency_key", "created_at",
                      "assigned_at", "finished_at", "run_at", "deadline", "overdue",
                      "lease_expires_at", "error", "payload", "result"});
   CHECK(j["id"] == 42);

@@ -17,7 +17,7 @@ TEST_CASE("timers come due in time order, each once") {
   CHECK(t.take_due(kind::lease, 1000) == std::vector<dispatch::task_id>{1});
 }
 
-TEST_CASE("setting a timer again moves it; clearing removes it") {
+TEST_CASE("setting a timer again moves it, clearing removes it") {
   task_timers t;
   t.set(kind::run_at, 7, 100);
   t.set(kind::run_at, 7, 500);  // an extended lease, a rescheduled retry

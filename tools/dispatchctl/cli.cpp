@@ -25,7 +25,7 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
 'dispatchctl --json tasks' are the same.
 
 --json output (stable; scripts may rely on it):
-  task      {"id","project","type","priority","status","worker","attempts",
+  task      {"id","project","type","priority","status","worker","attempts","failures",
              "max_attempts","timeout_ms","tags","idempotency_key","created_at",
              "assigned_at","finished_at","run_at","deadline","overdue",
              "lease_expires_at","error","payload","result"}

@@ -41,6 +41,7 @@ json task_json(const task& t) {
   j["status"] = std::string(to_string(t.status));
   j["worker"] = t.worker.empty() ? json(nullptr) : json(t.worker);
   j["attempts"] = t.attempts;
+  j["failures"] = t.failures;
   j["max_attempts"] = t.max_attempts;
   j["timeout_ms"] = t.timeout_ms;
   j["tags"] = t.tags;

@@ -55,7 +55,8 @@ std::string render_task(const task& t) {
       {"priority", std::to_string(t.priority)},
       {"status", std::string(to_string(t.status))},
       {"worker", or_dash(t.worker)},
-      {"attempts", std::to_string(t.attempts) + "/" + std::to_string(t.max_attempts)},
+      {"attempts", std::to_string(t.attempts) + " (" + std::to_string(t.failures) + " failed of " +
+                       std::to_string(t.max_attempts) + " allowed)"},
       {"timeout", format_duration(std::chrono::milliseconds(t.timeout_ms))},
       {"tags", or_dash(joined(t.tags))},
       {"created_at", time_cell(t.created_at)},
