@@ -187,6 +187,36 @@ std::optional<protocol::reply> wire_client::receive(std::chrono::milliseconds ti
   return r;
 }
 
+std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs) {
+  return expect<protocol::submitted>(c.call(protocol::submit{std::move(specs)})).ids;
+}
+
+task status_of(wire_client& c, task_id id) {
+  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
+}
+
+protocol::error_code error_of(const protocol::reply& r) {
+  if (auto* e = std::get_if<protocol::error>(&r.body)) return e->code;
+  throw std::runtime_error("expected an error reply, got '" +
+                           std::string(protocol::type_name(r.body)) + "'");
+}
+
+protocol::register_worker worker_spec(std::string id, std::uint32_t capacity,
+                                      std::vector<std::string> types) {
+  protocol::register_worker r;
+  r.worker = std::move(id);
+  r.types = std::move(types);
+  r.capacity = capacity;
+  return r;
+}
+
+std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms) {
+  // The reply may take the whole long poll; allow it and then some.
+  return expect<protocol::jobs>(
+             w.call(protocol::fetch{max, wait_ms}, std::chrono::milliseconds(wait_ms) + 5s))
+      .jobs;
+}
+
 dispatcher_process::dispatcher_process(dispatcher_options options)
     : options_(std::move(options)),
       data_(scratch_.path() + "/data") {

@@ -92,6 +92,15 @@ const T& expect(const protocol::reply& r) {
   return std::get<T>(r.body);
 }
 
+// Shorthands for the requests tests make most; each throws if the reply is an error (or, for
+// error_of, if it is not one).
+std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs);
+task status_of(wire_client& c, task_id id);
+protocol::error_code error_of(const protocol::reply& r);
+protocol::register_worker worker_spec(std::string id, std::uint32_t capacity = 1,
+                                      std::vector<std::string> types = {"echo"});
+std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms = 2000);
+
 struct dispatcher_options {
   std::vector<std::string> extra_args;
 };

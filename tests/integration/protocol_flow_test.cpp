@@ -21,32 +21,6 @@ protocol::task_spec spec(std::string project, std::int32_t priority, std::string
   return s;
 }
 
-std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs) {
-  return expect<protocol::submitted>(c.call(protocol::submit{std::move(specs)})).ids;
-}
-
-protocol::register_worker worker_spec(std::string id, std::uint32_t capacity = 1) {
-  protocol::register_worker r;
-  r.worker = std::move(id);
-  r.types = {"echo"};
-  r.capacity = capacity;
-  return r;
-}
-
-std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms = 2000) {
-  return expect<protocol::jobs>(w.call(protocol::fetch{max, wait_ms})).jobs;
-}
-
-task status_of(wire_client& c, task_id id) {
-  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
-}
-
-protocol::error_code error_of(const protocol::reply& r) {
-  auto* e = std::get_if<protocol::error>(&r.body);
-  REQUIRE(e != nullptr);
-  return e->code;
-}
-
 }  // namespace
 
 TEST_CASE("tasks are handed out by priority, FIFO within a priority, and complete") {

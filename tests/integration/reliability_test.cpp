@@ -40,33 +40,6 @@ protocol::task_spec spec(std::string type, std::string payload = {}, std::string
   return s;
 }
 
-std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs) {
-  return expect<protocol::submitted>(c.call(protocol::submit{std::move(specs)})).ids;
-}
-
-task status_of(wire_client& c, task_id id) {
-  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
-}
-
-protocol::error_code error_of(const protocol::reply& r) {
-  auto* e = std::get_if<protocol::error>(&r.body);
-  REQUIRE(e != nullptr);
-  return e->code;
-}
-
-protocol::register_worker worker_spec(std::string id, std::uint32_t capacity = 1,
-                                      std::vector<std::string> types = {"echo"}) {
-  protocol::register_worker r;
-  r.worker = std::move(id);
-  r.types = std::move(types);
-  r.capacity = capacity;
-  return r;
-}
-
-std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms = 2000) {
-  return expect<protocol::jobs>(w.call(protocol::fetch{max, wait_ms}, 10s)).jobs;
-}
-
 std::uint64_t total_tasks(const protocol::stats& s) {
   std::uint64_t n = 0;
   for (const auto& [status, count] : s.tasks) n += count;

@@ -23,10 +23,6 @@ protocol::submit echoes(int count, const std::string& project = "p") {
   return s;
 }
 
-task status_of(wire_client& c, task_id id) {
-  return expect<protocol::task_info>(c.call(protocol::get_task{id})).t;
-}
-
 }  // namespace
 
 TEST_CASE("every pending task survives a restart and a kill -9, then runs") {
