@@ -12,6 +12,7 @@
 #include "dispatcher/outbox.hpp"
 #include "dispatcher/policy/scheduler.hpp"
 #include "dispatcher/policy/task_timers.hpp"
+#include "metrics/dispatcher_metrics.hpp"
 
 namespace dispatch::actors {
 namespace {
@@ -56,8 +57,48 @@ struct worker_record {
   std::unordered_set<task_id> held;      // running tasks assigned to (or adopted from) it
   std::vector<task_id> to_cancel;        // taken back; told in the next heartbeat reply
   std::string order = "none";            // "none", "drain" or "stop"
+  millis last_heartbeat = 0;
   std::uint64_t completed = 0;
   std::uint64_t failed = 0;
+};
+
+// What `stats` reports about the recent past: completions per second over the last hour, and the
+// queue waits of the last assignments. Fixed memory, O(1) per event.
+class recent_activity {
+ public:
+  void completed(millis now) {
+    const auto second = now / 1000;
+    auto& slot = per_second_[static_cast<std::size_t>(second % window_seconds)];
+    if (slot.second != second) slot = {0, second};
+    ++slot.first;
+  }
+  std::uint64_t completed_within(millis now, std::int64_t seconds) const {
+    const auto current = now / 1000;
+    std::uint64_t n = 0;
+    for (const auto& [count, second] : per_second_)
+      if (second > current - seconds && second <= current) n += count;
+    return n;
+  }
+  void waited(millis wait) {
+    waits_[next_wait_++ % waits_.size()] = static_cast<std::uint32_t>(std::max<millis>(wait, 0));
+    filled_ = std::min(filled_ + 1, waits_.size());
+  }
+  // p in (0, 1]: the wait below which that share of the recorded waits fall.
+  std::uint32_t wait_percentile(double p) const {
+    if (filled_ == 0) return 0;
+    std::vector<std::uint32_t> sorted(waits_.begin(), waits_.begin() + filled_);
+    const auto k = static_cast<std::size_t>(p * static_cast<double>(filled_ - 1));
+    std::nth_element(sorted.begin(), sorted.begin() + k, sorted.end());
+    return sorted[k];
+  }
+
+ private:
+  static constexpr std::int64_t window_seconds = 3600;
+  std::vector<std::pair<std::uint64_t, std::int64_t>> per_second_ =
+      std::vector<std::pair<std::uint64_t, std::int64_t>>(window_seconds, {0, -1});
+  std::vector<std::uint32_t> waits_ = std::vector<std::uint32_t>(10000, 0);
+  std::size_t next_wait_ = 0;
+  std::size_t filled_ = 0;
 };
 
 struct dispatcher_state;
@@ -80,6 +121,7 @@ struct dispatcher_state {
   caf::actor persistence;
   caf::actor notifier;
   std::shared_ptr<outbox> out;
+  std::shared_ptr<metrics::dispatcher_metrics> metrics;
 
   std::unique_ptr<policy::scheduler> policy;
   task_timers timers;
@@ -99,6 +141,7 @@ struct dispatcher_state {
   // Set by the first failed store write: from then on new work is refused (see PROTOCOL.md).
   std::optional<std::string> store_failure;
   std::minstd_rand jitter{std::random_device{}()};
+  recent_activity recent;
 
   // Produced while handling one message, sent once at its end (see flush()).
   event_list events;
@@ -211,20 +254,45 @@ struct dispatcher_state {
 
   // ---------------------------------------------------------------- task transitions
 
+  // Every task that starts waiting for a worker comes through here, so the queue depth metric
+  // cannot drift from the policy.
+  void enqueue(const task& t) {
+    policy->enqueue(queued_view(t));
+    metrics->queued(t.project, t.priority, +1);
+  }
+
+  void report_running(const worker_record& w) {
+    metrics->running(w.spec.worker, w.spec.pool, static_cast<std::uint32_t>(w.held.size()));
+  }
+
+  // Workers per (pool, state), every combination reported so that a state that empties drops
+  // to zero instead of keeping its last value.
+  void report_workers() {
+    std::map<std::pair<std::string, std::string>, std::uint32_t> counts;
+    for (const char* pool : {"active", "reserve"})
+      for (const char* state : {"active", "engaged", "standby", "draining", "stopping"})
+        counts[{pool, state}] = 0;
+    for (const auto& info : describe_workers())
+      ++counts[{std::string(to_string(info.pool)), info.state}];
+    for (const auto& [key, n] : counts) metrics->workers(key.first, key.second, n);
+  }
+
   // Takes a running task off its worker: the slot, the lease, the worker's held set. With
   // `tell_worker`, the worker is told in its next heartbeat reply to stop and drop it.
   void release(task& t, bool tell_worker) {
     if (orphans.erase(t.id) == 0) policy->finish(t.id, steady_now());
     timers.clear(timer::lease, t.id);
     t.lease_expires_at = 0;
-    if (auto w = workers.find(t.worker); w != workers.end() && w->second.held.erase(t.id) &&
-                                         tell_worker)
-      w->second.to_cancel.push_back(t.id);
+    if (t.assigned_at) metrics->run_time(static_cast<double>(wall_now() - t.assigned_at) / 1000.0);
+    auto w = workers.find(t.worker);
+    if (w == workers.end() || !w->second.held.erase(t.id)) return;
+    if (tell_worker) w->second.to_cancel.push_back(t.id);
+    report_running(w->second);
   }
 
   void make_pending(task& t, persistence::write_batch& batch) {
     move(t, task_status::pending, batch);
-    policy->enqueue(queued_view(t));
+    enqueue(t);
     schedule_dispatch();
   }
 
@@ -255,10 +323,12 @@ struct dispatcher_state {
   void attempt_failed(std::unordered_map<task_id, task>::iterator it, std::string error,
                       bool retryable, bool tell_worker, persistence::write_batch& batch) {
     auto& t = it->second;
-    release(t, tell_worker);
     t.error = std::move(error);
     ++t.failures;
+    metrics->failed(t.project);
     if (retryable && t.failures < t.max_attempts) {
+      release(t, tell_worker);
+      metrics->retried(t.project);
       const auto wait = backoff(t.failures);
       std::uniform_int_distribution<millis> spread(wait / 2, wait);
       make_scheduled(t, wall_now() + spread(jitter), batch);
@@ -266,7 +336,8 @@ struct dispatcher_state {
       return;
     }
     const auto final_status = retryable ? task_status::dead : task_status::failed;
-    auto done = finish(it, final_status, batch);
+    if (final_status == task_status::dead) metrics->dead(t.project);
+    auto done = finish(it, final_status, batch, tell_worker);  // finish releases it
     emit(final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed, done,
          done.error);
   }
@@ -277,7 +348,10 @@ struct dispatcher_state {
               persistence::write_batch& batch, bool tell_worker = false) {
     auto& t = it->second;
     if (t.status == task_status::running) release(t, tell_worker);
-    if (t.status == task_status::pending) policy->cancel(queued_view(t));
+    if (t.status == task_status::pending) {
+      policy->cancel(queued_view(t));
+      metrics->queued(t.project, t.priority, -1);
+    }
     timers.clear_all(t.id);
     t.finished_at = wall_now();
     move(t, final_status, batch);
@@ -322,6 +396,8 @@ struct dispatcher_state {
     worker_by_peer.erase(w.peer.routing_id);
     if (w.actor) self->send_exit(w.actor, caf::exit_reason::user_shutdown);
     workers.erase(it);
+    metrics->worker_left(id);
+    report_workers();
   }
 
   // A complete / fail / cancel names a task that is not live: say precisely why.
@@ -385,6 +461,7 @@ struct dispatcher_state {
         timers.set(timer::lease, tid, it->second.lease_expires_at);
     }
     w.peer = from;
+    w.last_heartbeat = wall_now();
     w.actor = spawn_worker(self, spec.worker, settings.liveness);
     w.spec = std::move(spec);
     worker_by_peer[from.routing_id] = w.spec.worker;
@@ -392,6 +469,8 @@ struct dispatcher_state {
                  reconnect ? "re-registered" : "registered", to_string(w.spec.pool),
                  w.spec.capacity, w.held.size());
     emit_worker(event_kind::worker_joined, w.spec.worker, std::string(to_string(w.spec.pool)));
+    report_running(w);
+    report_workers();
     store_in_background(std::move(batch));
     const auto hb = static_cast<std::uint32_t>(settings.liveness.heartbeat.count());
     reply(from, id, protocol::registered{hb, settings.liveness.liveness});
@@ -430,6 +509,8 @@ struct dispatcher_state {
     if (it == live.end()) return;
     it->second.result = std::move(c.result);
     ++w->completed;
+    metrics->completed(it->second.project);
+    recent.completed(wall_now());
     persistence::write_batch batch;
     auto done = finish(it, task_status::completed, batch);
     emit(event_kind::task_completed, done);
@@ -467,6 +548,7 @@ struct dispatcher_state {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
     self->send(w->actor, heartbeat_atom::value);
+    w->last_heartbeat = wall_now();
     protocol::heartbeat_reply r;
     r.order = w->order;
     r.cancel = std::move(w->to_cancel);
@@ -500,6 +582,7 @@ struct dispatcher_state {
     // A worker actor replaced by a newer registration may still report; only the current counts.
     if (it == workers.end() || it->second.actor != reporter) return;
     it->second.actor = nullptr;  // it has stopped by itself
+    metrics->worker_lost();
     persistence::write_batch batch;
     drop_worker(worker, batch, "worker lost", {}, true);
     spdlog::warn("worker {} lost: no heartbeat for {} ms", worker,
@@ -558,6 +641,8 @@ struct dispatcher_state {
       t.timeout_ms = spec.timeout_ms;
       t.deadline = spec.deadline;
       t.idempotency_key = std::move(spec.idempotency_key);
+      t.title = std::move(spec.title);
+      t.description = std::move(spec.description);
       t.created_at = now;
       t.run_at = spec.run_at ? spec.run_at : spec.delay_ms ? now + spec.delay_ms : 0;
       t.status = t.run_at > now ? task_status::scheduled : task_status::pending;
@@ -580,13 +665,14 @@ struct dispatcher_state {
           for (const auto& slot : *keys) keys_in_flight.erase(slot);
           for (auto& t : *tasks) {
             project(t.project);  // the project exists from its first task on
+            metrics->submitted(t.project);
             ++deltas[t.project][static_cast<std::size_t>(t.status)];
             emit(event_kind::task_submitted, t);
             if (t.status == task_status::scheduled) {
               timers.set(timer::run_at, t.id, t.run_at);
               emit(event_kind::task_scheduled, t);
             } else {
-              policy->enqueue(queued_view(t));
+              enqueue(t);
             }
             if (t.deadline) timers.set(timer::deadline, t.id, t.deadline);
             const auto tid = t.id;
@@ -629,6 +715,7 @@ struct dispatcher_state {
     }
     persistence::write_batch batch;
     auto done = finish(it, task_status::cancelled, batch, true);
+    metrics->cancelled(done.project);
     emit(event_kind::task_cancelled, done);
     acknowledge_when_stored(std::move(batch), from, id);
   }
@@ -636,12 +723,8 @@ struct dispatcher_state {
   // ---------------------------------------------------------------- admin messages
 
   void on(const peer_address& from, std::uint64_t id, protocol::list_tasks& q) {
-    persistence::task_filter filter;
-    filter.project = q.project;
-    filter.status = q.status;
-    filter.limit = q.limit;
-    self->request(persistence, caf::infinite, list_atom::value, filter)
-        .then([=](task_list& tasks) { reply(from, id, protocol::task_list{std::move(tasks)}); },
+    self->request(persistence, caf::infinite, list_atom::value, std::move(q))
+        .then([=](protocol::task_list& page) { reply(from, id, std::move(page)); },
               [=](caf::error& e) {
                 refuse(from, id, error_code::storage, self->system().render(e));
               });
@@ -676,7 +759,7 @@ struct dispatcher_state {
             auto& d = deltas[t->project];
             --d[static_cast<std::size_t>(from_status)];
             ++d[static_cast<std::size_t>(task_status::pending)];
-            policy->enqueue(queued_view(*t));
+            enqueue(*t);
             if (t->deadline) timers.set(timer::deadline, t->id, t->deadline);
             emit(event_kind::task_requeued, *t, "retried by an operator");
             live.emplace(t->id, std::move(*t));
@@ -721,6 +804,7 @@ struct dispatcher_state {
     if (w.order != "none") answer_fetch(w);  // no new work from now on
     spdlog::info("worker {}: operator order {}", o.worker, o.order);
     emit_worker(event_kind::worker_ordered, o.worker, o.order);
+    report_workers();
     reply(from, id, protocol::ok{});
     schedule_dispatch();
   }
@@ -737,6 +821,7 @@ struct dispatcher_state {
       info.types = w.spec.types;
       info.tags = w.spec.tags;
       info.running = static_cast<std::uint32_t>(w.held.size());
+      info.last_heartbeat = w.last_heartbeat;
       info.state = "active";
       if (auto view = policy->worker(name)) {
         info.pool = view->pool;
@@ -749,6 +834,31 @@ struct dispatcher_state {
       result.push_back(std::move(info));
     }
     return result;
+  }
+
+  void on(const peer_address& from, std::uint64_t id, protocol::list_events& q) {
+    self->request(notifier, std::chrono::seconds(10), list_atom::value, std::move(q))
+        .then([=](protocol::event_list& page) { reply(from, id, std::move(page)); },
+              [=](caf::error& e) {
+                refuse(from, id, error_code::internal,
+                       "events unavailable: " + self->system().render(e));
+              });
+  }
+
+  void on(const peer_address& from, std::uint64_t id, protocol::set_pool& p) {
+    auto it = workers.find(p.worker);
+    if (it == workers.end()) {
+      refuse(from, id, error_code::unknown_worker, "no connected worker " + p.worker);
+      return;
+    }
+    it->second.spec.pool = p.pool;
+    policy->set_pool(p.worker, p.pool, steady_now());
+    spdlog::info("worker {} moved to the {} pool", p.worker, to_string(p.pool));
+    emit_worker(event_kind::worker_ordered, p.worker, "pool " + std::string(to_string(p.pool)));
+    report_running(it->second);
+    report_workers();
+    reply(from, id, protocol::ok{});
+    schedule_dispatch();
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::list_workers&) {
@@ -802,6 +912,12 @@ struct dispatcher_state {
       st.projects = std::move(ps);
       st.reserve_engagements = policy->engagements();
       st.reserve_releases = policy->releases();
+      const auto now = wall_now();
+      st.completed_last_minute = recent.completed_within(now, 60);
+      st.completed_last_hour = recent.completed_within(now, 3600);
+      st.wait_p50_ms = recent.wait_percentile(0.50);
+      st.wait_p90_ms = recent.wait_percentile(0.90);
+      st.wait_p99_ms = recent.wait_percentile(0.99);
       reply(from, id, std::move(st));
     });
   }
@@ -866,6 +982,10 @@ struct dispatcher_state {
       t.assigned_at = now;
       t.lease_expires_at = now + t.timeout_ms;
       ++t.attempts;
+      const auto wait = now - std::max(t.created_at, t.run_at);
+      metrics->queue_wait(static_cast<double>(wait) / 1000.0);
+      metrics->queued(t.project, t.priority, -1);
+      recent.waited(wait);
       move(t, task_status::running, batch);
       timers.set(timer::lease, t.id, t.lease_expires_at);
       w.held.insert(t.id);
@@ -876,7 +996,10 @@ struct dispatcher_state {
     }
     // The jobs leave before the write lands: if the dispatcher dies in between, the store still
     // says pending and the task runs again, which at-least-once delivery allows.
-    for (auto* w : served) answer_fetch(*w);
+    for (auto* w : served) {
+      report_running(*w);
+      answer_fetch(*w);
+    }
     store_in_background(std::move(batch));
   }
 
@@ -889,8 +1012,15 @@ struct dispatcher_state {
                    engaged ? "engaged: active workers are saturated and tasks wait"
                            : "released to standby after its cooldown");
       emit_worker(engaged ? event_kind::reserve_engaged : event_kind::reserve_released, e.worker);
-      if (engaged) schedule_dispatch();
+      if (engaged) {
+        metrics->reserve_engaged();
+        schedule_dispatch();
+      } else {
+        metrics->reserve_released();
+      }
     }
+    if (!reserve_events.empty()) report_workers();
+    metrics->mailbox_depth(self->mailbox().size());
     run_timers();
   }
 
@@ -981,7 +1111,7 @@ struct dispatcher_state {
         timers.set(timer::run_at, t.id, t.run_at);
         ++scheduled;
       } else {
-        policy->enqueue(queued_view(t));
+        enqueue(t);
         ++pending;
       }
       if (t.deadline && !t.overdue) timers.set(timer::deadline, t.id, t.deadline);
@@ -1005,7 +1135,8 @@ std::chrono::milliseconds tick_interval(const dispatcher_settings& s) {
 
 caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
                          shared_recovery recovered, shared_store store, caf::actor persistence,
-                         caf::actor notifier, std::shared_ptr<outbox> out) {
+                         caf::actor notifier, std::shared_ptr<outbox> out,
+                         std::shared_ptr<metrics::dispatcher_metrics> metrics) {
   auto& st = self->state;
   st.self = self;
   st.settings = settings;
@@ -1013,6 +1144,7 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   st.persistence = std::move(persistence);
   st.notifier = std::move(notifier);
   st.out = std::move(out);
+  st.metrics = std::move(metrics);
   st.policy = std::make_unique<policy::scheduler>(
       policy::scheduler_config{settings.scale_interval.count(), settings.reserve_cooldown.count()});
   st.recover(*recovered);
@@ -1054,9 +1186,11 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,
                             caf::actor persistence, caf::actor notifier,
-                            std::shared_ptr<outbox> out) {
+                            std::shared_ptr<outbox> out,
+                            std::shared_ptr<metrics::dispatcher_metrics> metrics) {
   return system.spawn(dispatcher, settings, std::move(recovered), std::move(store),
-                      std::move(persistence), std::move(notifier), std::move(out));
+                      std::move(persistence), std::move(notifier), std::move(out),
+                      std::move(metrics));
 }
 
 }  // namespace dispatch::actors

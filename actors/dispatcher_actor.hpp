@@ -18,6 +18,9 @@
 namespace dispatch {
 class outbox;
 }
+namespace dispatch::metrics {
+class dispatcher_metrics;
+}
 
 namespace dispatch::actors {
 
@@ -43,6 +46,7 @@ struct dispatcher_settings {
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,
                             caf::actor persistence, caf::actor notifier,
-                            std::shared_ptr<outbox> out);
+                            std::shared_ptr<outbox> out,
+                            std::shared_ptr<metrics::dispatcher_metrics> metrics);
 
 }  // namespace dispatch::actors

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "metrics/dispatcher_metrics.hpp"
+
 namespace dispatch::actors {
 namespace {
 
@@ -10,6 +12,7 @@ struct persistence_state {
   persistence::write_batch group;             // writes waiting for the next flush
   std::vector<caf::response_promise> waiting;  // one per write in `group`
   bool flush_queued = false;
+  std::shared_ptr<metrics::dispatcher_metrics> metrics;
   static inline const char* name = "persistence";
 };
 
@@ -39,7 +42,10 @@ void flush(persistence_actor* self) {
   auto& st = self->state;
   st.flush_queued = false;
   if (st.waiting.empty()) return;
+  const auto started = std::chrono::steady_clock::now();
   const auto result = st.store->apply(st.group);
+  st.metrics->store_batch_latency(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   st.group.clear();
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
@@ -47,13 +53,16 @@ void flush(persistence_actor* self) {
     for (auto& rp : waiting) rp.deliver(caf::ok_atom::value);
     return;
   }
+  st.metrics->store_error();
   spdlog::error("store write of a group of {} requests failed: {}", waiting.size(),
                 result.to_string());
   for (auto& rp : waiting) rp.deliver(caf::make_error(caf::sec::runtime_error, result.to_string()));
 }
 
-caf::behavior persistence(persistence_actor* self, shared_store store) {
+caf::behavior persistence(persistence_actor* self, shared_store store,
+                          std::shared_ptr<metrics::dispatcher_metrics> metrics) {
   self->state.store = std::move(store);
+  self->state.metrics = std::move(metrics);
   return {
       [=](write_atom, persistence::write_batch& batch) {
         auto& st = self->state;
@@ -74,11 +83,11 @@ caf::behavior persistence(persistence_actor* self, shared_store store) {
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return t;
       },
-      [=](list_atom, const persistence::task_filter& filter) -> caf::result<task_list> {
-        task_list out;
-        const auto s = self->state.store->list(filter, out);
+      [=](list_atom, const persistence::task_filter& filter) -> caf::result<protocol::task_list> {
+        protocol::task_list page;
+        const auto s = self->state.store->list(filter, page.tasks, page.next);
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
-        return out;
+        return page;
       },
       [=](purge_atom, millis finished_before, millis keys_before)
           -> caf::result<project_deltas, bool> {
@@ -98,8 +107,9 @@ caf::behavior persistence(persistence_actor* self, shared_store store) {
 
 }  // namespace
 
-caf::actor spawn_persistence(caf::actor_system& system, shared_store store) {
-  return system.spawn<caf::detached>(persistence, std::move(store));
+caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics) {
+  return system.spawn<caf::detached>(persistence, std::move(store), std::move(metrics));
 }
 
 }  // namespace dispatch::actors

@@ -15,8 +15,13 @@
 
 #include "actors/atoms.hpp"
 
+namespace dispatch::metrics {
+class dispatcher_metrics;
+}
+
 namespace dispatch::actors {
 
-caf::actor spawn_persistence(caf::actor_system& system, shared_store store);
+caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics);
 
 }  // namespace dispatch::actors

@@ -37,6 +37,7 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
       {format_duration(out.retry_cap), &out.retry_cap},
       {format_duration(out.idempotency_window), &out.idempotency_window},
       {format_duration(out.retention), &out.retention},
+      {format_duration(out.event_retention), &out.event_retention},
   };
 
   app.add_option("--data-dir", out.data_dir, "Directory of the RocksDB store")->capture_default_str();
@@ -77,6 +78,17 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
                  "Finished tasks are removed this long after they finished")
       ->check(duration_check)
       ->capture_default_str();
+  app.add_option("--metrics-address", out.metrics_address,
+                 "Serve Prometheus /metrics on HOST:PORT (port 0 turns it off)")
+      ->capture_default_str();
+  app.add_option("--events-endpoint", out.events_endpoint,
+                 "ZeroMQ PUB endpoint for events, topic = event kind (\"off\" turns it off)")
+      ->capture_default_str();
+  app.add_option("--event-retention", durations[8].text, "Events are kept this long")
+      ->check(duration_check)
+      ->capture_default_str();
+  app.add_option("--event-command", out.event_command,
+                 "Run this shell command for every event, with the event as JSON on stdin");
   app.add_option("--durability", durability,
                  "wal: survive a process crash; fsync: also survive power loss")
       ->check(CLI::IsMember({"wal", "fsync"}))
@@ -98,6 +110,7 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
     return code == 0 ? 0 : 2;
   }
   for (auto& d : durations) *d.target = *parse_duration(d.text);
+  if (out.events_endpoint == "off") out.events_endpoint.clear();
   out.durability =
       durability == "fsync" ? persistence::durability::fsync : persistence::durability::wal;
   return std::nullopt;

@@ -24,6 +24,10 @@ struct daemon_config {
   std::chrono::milliseconds retry_cap{300000};
   std::chrono::milliseconds idempotency_window{24 * 3600 * 1000};
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
+  std::string metrics_address = "127.0.0.1:9464";  // port 0 = off
+  std::string events_endpoint = "tcp://127.0.0.1:5557";
+  std::chrono::milliseconds event_retention{7 * 24 * 3600 * 1000};
+  std::string event_command;
   persistence::durability durability = persistence::durability::wal;
   std::size_t max_frame = 1 << 20;
   std::size_t threads = 0;  // actor scheduler threads; 0 = one per core

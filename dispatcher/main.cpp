@@ -15,6 +15,7 @@
 #include "dispatcher/daemon_config.hpp"
 #include "dispatcher/io_bridge.hpp"
 #include "dispatcher/outbox.hpp"
+#include "metrics/dispatcher_metrics.hpp"
 
 namespace {
 
@@ -65,11 +66,18 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   }
   auto out = std::make_shared<outbox>(zmq_context, io_cfg.outbox_address);
 
+  auto metrics = std::make_shared<metrics::dispatcher_metrics>(cfg.metrics_address);
+
   caf::actor_system_config caf_cfg;
   if (cfg.threads > 0) caf_cfg.set("scheduler.max-threads", cfg.threads);
   caf::actor_system system{caf_cfg};
-  auto persistence = actors::spawn_persistence(system, store);
-  auto notifier = actors::spawn_notifier(system);
+  auto persistence = actors::spawn_persistence(system, store, metrics);
+  actors::notifier_settings events;
+  events.events_endpoint = cfg.events_endpoint;
+  events.data_dir = cfg.data_dir;
+  events.retention = cfg.event_retention;
+  events.command = cfg.event_command;
+  auto notifier = actors::spawn_notifier(system, zmq_context, events);
   actors::dispatcher_settings settings;
   settings.liveness = {cfg.heartbeat, cfg.liveness};
   settings.scale_interval = cfg.scale_interval;
@@ -80,12 +88,14 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.idempotency_window = cfg.idempotency_window;
   settings.retention = cfg.retention;
   dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
-                                        persistence, notifier, out);
+                                        persistence, notifier, out, metrics);
 
   std::atomic<bool> stop{false};
   std::thread io_thread([&] { io.run(stop); });
-  spdlog::info("dispatcherd ready: work {} admin {} data {} durability {}", io.work_endpoint(),
-               io.admin_endpoint(), cfg.data_dir,
+  spdlog::info("dispatcherd ready: work {} admin {} events {} metrics {} data {} durability {}",
+               io.work_endpoint(), io.admin_endpoint(),
+               cfg.events_endpoint.empty() ? "off" : cfg.events_endpoint,
+               metrics->endpoint().empty() ? "off" : metrics->endpoint(), cfg.data_dir,
                cfg.durability == persistence::durability::fsync ? "fsync" : "wal");
 
   int received = 0;

@@ -4,14 +4,19 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
 
 #include <algorithm>
 #include <cstring>
+#include <cstdlib>
 #include <filesystem>
+#include <iterator>
+#include <limits>
 #include <mutex>
+#include <set>
 #include <string_view>
 #include <system_error>
 #include <utility>
@@ -23,8 +28,9 @@ namespace dispatch::persistence {
 // ---------------------------------------------------------------------------------------------
 // write_batch: only collects changes; all encoding happens in task_store::apply().
 
-void write_batch::put_task(const task& t, std::optional<task_status> previous) {
-  tasks_.push_back(task_change{t, previous});
+void write_batch::put_task(const task& t, std::optional<task_status> previous,
+                           millis previous_finished_at) {
+  tasks_.push_back(task_change{t, previous, false, previous_finished_at});
 }
 
 void write_batch::put_project(const std::string& name, const project_settings& settings) {
@@ -32,11 +38,16 @@ void write_batch::put_project(const std::string& name, const project_settings& s
 }
 
 void write_batch::remove_task(const task& t) {
-  // Only what the removal needs: copying payload and result would cost for nothing.
+  // Only what the removal needs (the key, the count and the index entries): copying payload
+  // and result would cost for nothing.
   task_change c;
   c.t.id = t.id;
   c.t.project = t.project;
+  c.t.type = t.type;
+  c.t.worker = t.worker;
   c.t.status = t.status;
+  c.t.created_at = t.created_at;
+  c.t.finished_at = t.finished_at;
   c.remove = true;
   tasks_.push_back(std::move(c));
 }
@@ -58,8 +69,8 @@ void write_batch::clear() {
 namespace {
 
 // Column families, in the order they are passed to DB::Open (RocksDB requires "default").
-// "idempotency" came later: stores created before it get it on their next open
-// (create_missing_column_families).
+// "idempotency" and "index" came later: stores created before them get them on their next open
+// (create_missing_column_families); open() then fills "index" from "done".
 enum cf_index : std::size_t {
   cf_default,
   cf_live,
@@ -67,10 +78,11 @@ enum cf_index : std::size_t {
   cf_meta,
   cf_projects,
   cf_idempotency,
+  cf_index_keys,  // secondary keys of finished tasks
   cf_count
 };
-constexpr std::array<const char*, cf_count> cf_names = {"default", "live",     "done",
-                                                       "meta",    "projects", "idempotency"};
+constexpr std::array<const char*, cf_count> cf_names = {
+    "default", "live", "done", "meta", "projects", "idempotency", "index"};
 
 constexpr std::string_view last_id_key = "last_id";
 constexpr std::string_view counts_prefix = "counts/";
@@ -86,13 +98,16 @@ constexpr std::size_t settings_size = 1 + 1 + 4 + 4;  // version, paused, max_in
 // complement).
 constexpr std::size_t idempotency_value_size = 8 + 8;
 
+void append_be(std::string& out, std::uint64_t v, std::size_t bytes) {
+  for (std::size_t i = bytes; i > 0; --i)
+    out.push_back(static_cast<char>((v >> (8 * (i - 1))) & 0xffu));
+}
+
 // Big-endian, so that RocksDB's bytewise key order is the numeric id order.
 std::string task_key(task_id id) {
-  std::string key(8, '\0');
-  for (int i = 7; i >= 0; --i) {
-    key[static_cast<std::size_t>(i)] = static_cast<char>(id & 0xffu);
-    id >>= 8;
-  }
+  std::string key;
+  key.reserve(8);
+  append_be(key, id, 8);
   return key;
 }
 
@@ -198,6 +213,109 @@ bool valid_project(const std::string& project) {
   return project.find('\0') == std::string::npos;
 }
 
+// ---- The index of finished tasks ("index" column family) ----
+//
+// Every key ends in the task id, big-endian, after a prefix naming one indexed value, so the
+// tasks with that value are one contiguous run in id order: a query seeks to its cursor and walks
+// forwards (oldest first) or backwards (newest first), and stops when its page is full.
+//   'P' len name id   project        'T' len name id   type        'W' len name id   worker
+//   'S' status id     final status   (len: 4 bytes big-endian, so no name can end another's
+//                                     prefix, whatever bytes names hold; no worker: no 'W')
+//   'F' level bucket id -> finished_at     'C' level bucket id -> created_at
+// Times cannot be a prefix (a range holds many values), and walking a time-ordered key would
+// give the tasks in time order, not id order. So time is cut into buckets, each an id-ordered
+// run, at several sizes (time_shifts): a range is covered by few buckets, large ones inside it
+// and small ones at its edges, and a query merges them by id. Each task has one entry per
+// size; the smallest-size entry carries the exact time as its value, since only smallest-size
+// buckets are ever partly outside a range. A time of 0 ("never") is not indexed.
+// Values are empty otherwise. Stored format: change it only with a new index_version (open()
+// rebuilds the index when the stored version differs).
+constexpr std::string_view index_version_key = "index_version";
+constexpr std::string_view index_version = "1";
+
+constexpr char tag_project = 'P';
+constexpr char tag_type = 'T';
+constexpr char tag_worker = 'W';
+constexpr char tag_status = 'S';
+constexpr char tag_finished = 'F';
+constexpr char tag_created = 'C';
+
+// Bucket sizes, as powers of two of ms: ~65 s, ~2.3 h, ~12 days, ~4.4 years. A factor of 128
+// between sizes: four entries per time per task, and any range is covered by at most ~127
+// buckets per size on each side (a day's range: a few dozen). The smallest size bounds what a
+// narrow query reads beyond its range: the entries of the two ~65 s buckets at its edges.
+constexpr std::array<unsigned, 4> time_shifts = {16, 23, 30, 37};
+
+std::string name_prefix(char tag, const std::string& name) {
+  std::string p;
+  p.reserve(1 + 4 + name.size() + 8);
+  p.push_back(tag);
+  append_be(p, name.size(), 4);
+  p.append(name);
+  return p;
+}
+
+std::string status_prefix(task_status st) {
+  return std::string{tag_status, static_cast<char>(st)};
+}
+
+// Times as unsigned keys in the same order (the sign bit flipped), so a negative time, however
+// unlikely, sorts before the epoch rather than after everything.
+std::uint64_t time_order(millis t) { return static_cast<std::uint64_t>(t) ^ (1ULL << 63); }
+
+std::string time_prefix(char tag, std::size_t level, std::uint64_t bucket) {
+  std::string p;
+  p.reserve(1 + 1 + 8 + 8);
+  p.push_back(tag);
+  p.push_back(static_cast<char>(level));
+  append_be(p, bucket, 8);
+  return p;
+}
+
+// Calls visit(key, value) for every index entry of finished task `t`.
+template <class Visit>
+void for_each_index_entry(const task& t, Visit&& visit) {
+  const std::string id = task_key(t.id);
+  visit(name_prefix(tag_project, t.project) + id, std::string());
+  visit(name_prefix(tag_type, t.type) + id, std::string());
+  if (!t.worker.empty()) visit(name_prefix(tag_worker, t.worker) + id, std::string());
+  visit(status_prefix(t.status) + id, std::string());
+  for (const auto& [tag, time] : {std::pair<char, millis>{tag_finished, t.finished_at},
+                                  std::pair<char, millis>{tag_created, t.created_at}}) {
+    if (time == 0) continue;
+    const std::uint64_t at = time_order(time);
+    for (std::size_t level = 0; level < time_shifts.size(); ++level) {
+      std::string value;
+      if (level == 0) append_be(value, at, 8);
+      visit(time_prefix(tag, level, at >> time_shifts[level]) + id, std::move(value));
+    }
+  }
+}
+
+// Stages the index entries of finished task `t`: puts them (`add`) or deletes them.
+rocksdb::Status stage_index(rocksdb::WriteBatch& wb, rocksdb::ColumnFamilyHandle* cf,
+                            const task& t, bool add) {
+  rocksdb::Status s;
+  if (std::getenv("QBENCH_NOINDEX")) return s;
+  for_each_index_entry(t, [&](const std::string& key, const std::string& value) {
+    if (s.ok()) s = add ? wb.Put(cf, key, value) : wb.Delete(cf, key);
+  });
+  return s;
+}
+
+// The fields of `t` the index is built from, without payload and result.
+task indexed_fields(const task& t) {
+  task out;
+  out.id = t.id;
+  out.project = t.project;
+  out.type = t.type;
+  out.worker = t.worker;
+  out.status = t.status;
+  out.created_at = t.created_at;
+  out.finished_at = t.finished_at;
+  return out;
+}
+
 // Maps RocksDB's outcome onto ours, keeping its own text after our context.
 status from_rocksdb(const rocksdb::Status& s, const std::string& context) {
   std::string msg = context + ": " + s.ToString();
@@ -281,6 +399,29 @@ rocksdb::ColumnFamilyOptions make_idempotency_options(
   // project prefix the block format already elides: compression would find little to save.
   o.compression = rocksdb::kNoCompression;
   return o;
+}
+
+rocksdb::ColumnFamilyOptions make_index_options(const std::shared_ptr<rocksdb::TableFactory>& tf) {
+  rocksdb::ColumnFamilyOptions o;
+  // The bloom filter does nothing for seeks, but sharing the factory keeps one configuration.
+  o.table_factory = tf;
+  // Keys are long runs of shared prefixes and ids: they compress well, and the index is about
+  // as large as the finished tasks it covers.
+  o.compression = done_compression();
+  // purge() deletes the entries of the oldest finished tasks, which cluster at the front of
+  // every time bucket run: compact such files early, as for "done".
+  o.table_properties_collector_factories.emplace_back(
+      rocksdb::NewCompactOnDeletionCollectorFactory(/*sliding_window_size=*/1024,
+                                                    /*deletion_trigger=*/512,
+                                                    /*deletion_ratio=*/0.5));
+  return o;
+}
+
+// Decodes the task record under `it`, checking that the key is an id and agrees with the record.
+bool decode_at(const rocksdb::Iterator& it, task& out) {
+  return it.key().size() == 8 &&
+         protocol::decode_task(std::string_view(it.value().data(), it.value().size()), out) &&
+         out.id == read_be64(it.key());
 }
 
 // DB::Open hands out raw handles that must go back through DestroyColumnFamilyHandle().
@@ -382,11 +523,55 @@ struct task_store::impl {
     return status::ok();
   }
 
-  // Decodes the record under `it`, checking that the key is an id and agrees with the record.
-  static bool decode_at(const rocksdb::Iterator& it, task& out) {
-    return it.key().size() == 8 &&
-           protocol::decode_task(std::string_view(it.value().data(), it.value().size()), out) &&
-           out.id == read_be64(it.key());
+  // Builds the index from "done" unless the stored index_version says it is there: a store of
+  // a release before the index, or one whose build was cut short (the version is written
+  // last, so a crash mid-way means "build again"). Quiet and one-off: a full pass over the
+  // finished tasks, written in chunks so memory stays bounded.
+  status ensure_index() {
+    const rocksdb::Slice version_key(index_version_key.data(), index_version_key.size());
+    std::string stored;
+    const rocksdb::Status got = db->Get(rocksdb::ReadOptions(), cf(cf_meta), version_key, &stored);
+    if (got.ok() && stored == index_version) return status::ok();
+    if (!got.ok() && !got.IsNotFound())
+      return from_rocksdb(got, context("cannot read index version"));
+
+    rocksdb::ReadOptions ro;
+    ro.fill_cache = false;  // one pass over old data
+    rocksdb::WriteBatch wb;
+    // Whatever a cut-short build or another index version left goes first. Every index key
+    // starts with an ASCII tag, so this range holds them all.
+    {
+      iterator_ptr any(db->NewIterator(ro, cf(cf_index_keys)));
+      any->SeekToFirst();
+      if (any->Valid()) {
+        const rocksdb::Status s = wb.DeleteRange(cf(cf_index_keys), "", "\xff");
+        if (!s.ok()) return from_rocksdb(s, context("cannot stage index reset"));
+      }
+      if (!any->status().ok()) return from_rocksdb(any->status(), context("cannot read index"));
+    }
+    constexpr std::size_t chunk = 4096;  // finished tasks per write
+    std::size_t staged = 0;
+    iterator_ptr it(db->NewIterator(ro, cf(cf_done)));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      task t;
+      // An unreadable record is left out: get() and list() report it when they meet it.
+      if (!decode_at(*it, t) || !valid_status(t.status)) continue;
+      const rocksdb::Status s = stage_index(wb, cf(cf_index_keys), indexed_fields(t), true);
+      if (!s.ok()) return from_rocksdb(s, context("cannot stage index entries"));
+      if (++staged % chunk == 0) {
+        const rocksdb::Status w = db->Write(write_options, &wb);
+        if (!w.ok()) return refused(w);
+        wb.Clear();
+      }
+    }
+    if (!it->status().ok())
+      return from_rocksdb(it->status(), context("cannot read finished tasks"));
+    const rocksdb::Status s = wb.Put(
+        cf(cf_meta), version_key, rocksdb::Slice(index_version.data(), index_version.size()));
+    if (!s.ok()) return from_rocksdb(s, context("cannot stage index version"));
+    const rocksdb::Status w = db->Write(write_options, &wb);
+    if (!w.ok()) return refused(w);
+    return status::ok();
   }
 };
 
@@ -417,6 +602,7 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
     if (i == cf_live) o = make_live_options(tf);
     if (i == cf_done) o = make_done_options(tf);
     if (i == cf_idempotency) o = make_idempotency_options(tf);
+    if (i == cf_index_keys) o = make_index_options(tf);
     descriptors.emplace_back(cf_names[i], o);
   }
 
@@ -440,6 +626,7 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
 
   // Counts are kept in memory so that apply() can update them without a read.
   if (status cs = p->load_counts(p->counts); !cs.is_ok()) return cs;
+  if (status is = p->ensure_index(); !is.is_ok()) return is;
 
   // The constructor is private (the header's contract), so make_unique cannot reach it; the
   // object is owned by a unique_ptr the moment it exists.
@@ -466,6 +653,7 @@ status task_store::apply(const write_batch& batch) {
 
     if (change.remove) {
       s = wb.Delete(d.cf(final ? cf_done : cf_live), key);
+      if (s.ok() && final) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
       if (!s.ok())
         return from_rocksdb(s, d.context("cannot stage removal of task " + std::to_string(t.id)));
       take_one(c, t.status);
@@ -475,8 +663,22 @@ status task_store::apply(const write_batch& batch) {
     protocol::encode_task(t, value);
     s = wb.Put(d.cf(final ? cf_done : cf_live), key, value);
     // Crossing between live and final moves the record, in this same atomic batch.
-    if (s.ok() && change.previous && is_final(*change.previous) != final)
+    const bool was_final = change.previous && is_final(*change.previous);
+    if (s.ok() && change.previous && was_final != final)
       s = wb.Delete(d.cf(final ? cf_live : cf_done), key);
+    // The index follows the record, from what the caller states: no read. Entering "done"
+    // (or rewriting a finished record) puts its entries; leaving it deletes the entries the
+    // record had, which differ from `t` only in status and, after a retry, finished_at.
+    if (s.ok() && final) {
+      if (was_final && *change.previous != t.status)
+        s = wb.Delete(d.cf(cf_index_keys), status_prefix(*change.previous) + key);
+      if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/true);
+    } else if (s.ok() && was_final) {
+      task old = indexed_fields(t);
+      old.status = *change.previous;
+      if (change.previous_finished_at != 0) old.finished_at = change.previous_finished_at;
+      s = stage_index(wb, d.cf(cf_index_keys), old, /*add=*/false);
+    }
     if (!s.ok()) return from_rocksdb(s, d.context("cannot stage task " + std::to_string(t.id)));
     if (change.previous) take_one(c, *change.previous);
     ++c[static_cast<std::size_t>(t.status)];
@@ -516,7 +718,7 @@ status task_store::recover(recovered_state& out) {
     iterator_ptr it(d.db->NewIterator(ro, d.cf(cf_live)));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       task t;
-      if (!impl::decode_at(*it, t))
+      if (!decode_at(*it, t))
         return status::corruption(
             d.context("cannot decode " + describe_task_key("live", it->key())));
       out.live.push_back(std::move(t));
@@ -569,44 +771,544 @@ status task_store::get(task_id id, task& out) {
   return status::not_found(d.context("no task " + std::to_string(id)));
 }
 
-status task_store::list(const task_filter& filter, std::vector<task>& out) {
+namespace {
+
+// ---- list(): a stream of matching live tasks and one of matching finished tasks, both in the
+// query's id order, merged. ----
+
+// Knobs of the finished-task search. A probe counts an index's entries (up to the cap) to judge
+// how selective it is: cheap next to fetching records, and bounded however large the store.
+constexpr std::size_t probe_cap = 16384;
+// Ids a time index merge collects per round; it starts near the page size and doubles while the
+// other filters keep rejecting candidates.
+constexpr std::size_t min_round = 16;
+constexpr std::size_t max_round = 4096;
+
+// What every stream reads through, and where it reports.
+struct query_context {
+  rocksdb::DB* db = nullptr;
+  rocksdb::ColumnFamilyHandle* done = nullptr;
+  rocksdb::ColumnFamilyHandle* index = nullptr;
+  rocksdb::ReadOptions ro;  // carries the query's snapshot
+  bool oldest = false;      // id order of the query: ascending (oldest first) or descending
+  task_id after = 0;        // the query's cursor
+  query_stats* stats = nullptr;
+  std::string dir;
+  status error;  // the first failure; every stream ends at it
+
+  std::string context(const std::string& what) const { return what + " in store " + dir; }
+  void fail(status s) {
+    if (error.is_ok()) error = std::move(s);
+  }
+  // `a` comes before `b` in the query's order.
+  bool before(task_id a, task_id b) const { return oldest ? a < b : a > b; }
+};
+
+char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
+
+bool in_time_range(millis t, millis from, millis to) {
+  if (from == 0 && to == 0) return true;
+  return t != 0 && (from == 0 || t >= from) && (to == 0 || t < to);
+}
+
+// Every filter except the cursor, which the streams apply by where they start.
+class task_matcher {
+ public:
+  explicit task_matcher(const task_filter& f) : f_(f), text_(f.text) {
+    std::transform(text_.begin(), text_.end(), text_.begin(), fold);
+  }
+
+  bool operator()(const task& t) const {
+    const task_filter& f = f_;
+    return (!f.project || t.project == *f.project) && (!f.status || t.status == *f.status) &&
+           (!f.type || t.type == *f.type) && (!f.worker || t.worker == *f.worker) &&
+           (!f.priority_min || t.priority >= *f.priority_min) &&
+           (!f.priority_max || t.priority <= *f.priority_max) &&
+           in_time_range(t.created_at, f.created_from, f.created_to) &&
+           in_time_range(t.finished_at, f.finished_from, f.finished_to) &&
+           (text_.empty() || has_text(t.type) || has_text(t.title) || has_text(t.description));
+  }
+
+ private:
+  // ASCII case folding only: enough for names and ids, and never splits a UTF-8 sequence.
+  bool has_text(const std::string& field) const {
+    return std::search(field.begin(), field.end(), text_.begin(), text_.end(),
+                       [](char a, char b) { return fold(a) == b; }) != field.end();
+  }
+  const task_filter& f_;
+  std::string text_;  // folded
+};
+
+// Puts `it` on the first key of the run `prefix` + id that follows `after` in the query's order
+// (after 0: the run's first in that order); past the run if there is none.
+void seek_run(rocksdb::Iterator& it, const std::string& prefix, bool oldest, task_id after) {
+  if (oldest) {
+    const std::string from = prefix + task_key(after);
+    it.Seek(from);
+    if (it.Valid() && it.key() == from) it.Next();
+  } else if (after == 0) {
+    it.SeekForPrev(prefix + task_key(std::numeric_limits<task_id>::max()));
+  } else {
+    const std::string from = prefix + task_key(after);
+    it.SeekForPrev(from);
+    if (it.Valid() && it.key() == from) it.Prev();
+  }
+}
+
+void step(rocksdb::Iterator& it, bool oldest) {
+  if (oldest)
+    it.Next();
+  else
+    it.Prev();
+}
+
+// The id at the end of an index key of the run `prefix`; nullopt for a key of another shape.
+std::optional<task_id> entry_id(const rocksdb::Slice& key, std::size_t prefix_size) {
+  if (key.size() != prefix_size + 8) return std::nullopt;
+  return read_be64(rocksdb::Slice(key.data() + prefix_size, 8));
+}
+
+// Reads finished task `id`. false when "done" does not hold it (the index entry is one a retry
+// left behind: skip it) or on a failure, which is recorded in the context.
+bool fetch_done(query_context& ctx, task_id id, task& out) {
+  const std::string key = task_key(id);
+  rocksdb::PinnableSlice value;
+  const rocksdb::Status s = ctx.db->Get(ctx.ro, ctx.done, key, &value);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) {
+    ctx.fail(from_rocksdb(s, ctx.context("cannot read task " + std::to_string(id))));
+    return false;
+  }
+  ++ctx.stats->records;
+  if (!protocol::decode_task(std::string_view(value.data(), value.size()), out) || out.id != id) {
+    ctx.fail(status::corruption(ctx.context("cannot decode " + describe_task_key("done", key))));
+    return false;
+  }
+  return true;
+}
+
+class task_stream {
+ public:
+  virtual ~task_stream() = default;
+  // The next matching task in the query's order. false at the end, or after a failure (then
+  // recorded in the context).
+  virtual bool next(task& out) = 0;
+};
+
+// Every record of a column family ("live", or "done" when no index helps), in id order.
+class record_scan final : public task_stream {
+ public:
+  record_scan(query_context& ctx, rocksdb::ColumnFamilyHandle* cf, const char* name,
+              const task_matcher& match)
+      : ctx_(ctx), name_(name), match_(match), it_(ctx.db->NewIterator(ctx.ro, cf)) {
+    seek_run(*it_, std::string(), ctx_.oldest, ctx_.after);
+  }
+
+  bool next(task& out) override {
+    while (it_->Valid()) {
+      task t;
+      ++ctx_.stats->records;
+      if (!decode_at(*it_, t)) {
+        ctx_.fail(status::corruption(
+            ctx_.context("cannot decode " + describe_task_key(name_, it_->key()))));
+        return false;
+      }
+      step(*it_, ctx_.oldest);
+      if (match_(t)) {
+        out = std::move(t);
+        return true;
+      }
+    }
+    if (!it_->status().ok())
+      ctx_.fail(from_rocksdb(it_->status(), ctx_.context("cannot list tasks")));
+    return false;
+  }
+
+ private:
+  query_context& ctx_;
+  const char* name_;
+  const task_matcher& match_;
+  iterator_ptr it_;
+};
+
+// The finished tasks of one run of the index (one project, type, worker or status).
+class index_run final : public task_stream {
+ public:
+  index_run(query_context& ctx, std::string prefix, const task_matcher& match)
+      : ctx_(ctx), prefix_(std::move(prefix)), match_(match),
+        it_(ctx.db->NewIterator(ctx.ro, ctx.index)) {
+    seek_run(*it_, prefix_, ctx_.oldest, ctx_.after);
+  }
+
+  bool next(task& out) override {
+    while (it_->Valid() && it_->key().starts_with(prefix_)) {
+      ++ctx_.stats->index_entries;
+      const auto id = entry_id(it_->key(), prefix_.size());
+      step(*it_, ctx_.oldest);
+      task t;
+      if (!id || !fetch_done(ctx_, *id, t)) {
+        if (!ctx_.error.is_ok()) return false;
+        continue;
+      }
+      if (match_(t)) {
+        out = std::move(t);
+        return true;
+      }
+    }
+    if (!it_->status().ok())
+      ctx_.fail(from_rocksdb(it_->status(), ctx_.context("cannot read the index")));
+    return false;
+  }
+
+ private:
+  query_context& ctx_;
+  std::string prefix_;
+  const task_matcher& match_;
+  iterator_ptr it_;
+};
+
+// Counts the entries of an index run, stopping at `cap`.
+std::size_t count_run(query_context& ctx, const std::string& prefix, std::size_t cap) {
+  iterator_ptr it(ctx.db->NewIterator(ctx.ro, ctx.index));
+  std::size_t n = 0;
+  for (it->Seek(prefix); n < cap && it->Valid() && it->key().starts_with(prefix); it->Next()) ++n;
+  ctx.stats->index_entries += n;
+  if (!it->status().ok())
+    ctx.fail(from_rocksdb(it->status(), ctx.context("cannot read the index")));
+  return n;
+}
+
+struct time_bucket {
+  std::size_t level = 0;
+  std::uint64_t bucket = 0;
+};
+
+// Buckets whose union holds [lo, hi] (time_order values, inclusive): at each point the largest
+// bucket that starts there and fits, so smallest-size buckets appear only at the two edges,
+// where they may reach outside the range (their entries carry the time, to be checked).
+std::vector<time_bucket> cover(std::uint64_t lo, std::uint64_t hi) {
+  std::vector<time_bucket> out;
+  std::uint64_t at = lo;
+  for (;;) {
+    std::size_t level = 0;
+    for (std::size_t l = time_shifts.size(); l-- > 1;) {
+      const std::uint64_t size = std::uint64_t{1} << time_shifts[l];
+      if ((at & (size - 1)) == 0 && hi - at >= size - 1) {
+        level = l;
+        break;
+      }
+    }
+    out.push_back(time_bucket{level, at >> time_shifts[level]});
+    const std::uint64_t last = at | ((std::uint64_t{1} << time_shifts[level]) - 1);
+    if (last >= hi) break;
+    at = last + 1;
+  }
+  return out;
+}
+
+// A time range of the filter ([from, to) ms, 0 = open) as inclusive time_order bounds, narrowed
+// to the buckets that hold any entry of `tag`; false when nothing can match.
+bool indexed_time_range(query_context& ctx, char tag, millis from, millis to, std::uint64_t& lo,
+                        std::uint64_t& hi) {
+  lo = from == 0 ? 0 : time_order(from);
+  if (to != 0 && time_order(to) == 0) return false;
+  hi = to == 0 ? std::numeric_limits<std::uint64_t>::max() : time_order(to) - 1;
+  // Open ends would otherwise be covered up to the end of time: bound them by the smallest-size
+  // buckets actually present (the first and last keys of that size).
+  const std::string sized = std::string{tag, '\0'};
+  iterator_ptr it(ctx.db->NewIterator(ctx.ro, ctx.index));
+  it->Seek(sized);
+  if (!it->Valid() || !it->key().starts_with(sized) || it->key().size() != sized.size() + 16) {
+    if (!it->status().ok())
+      ctx.fail(from_rocksdb(it->status(), ctx.context("cannot read the index")));
+    return false;
+  }
+  const auto bucket_of = [&](const rocksdb::Slice& key) {
+    return read_be64(rocksdb::Slice(key.data() + sized.size(), 8));
+  };
+  const std::uint64_t first = bucket_of(it->key()) << time_shifts[0];
+  it->SeekForPrev(sized + std::string(16, '\xff'));
+  if (!it->Valid() || !it->key().starts_with(sized) || it->key().size() != sized.size() + 16) {
+    if (!it->status().ok())
+      ctx.fail(from_rocksdb(it->status(), ctx.context("cannot read the index")));
+    return false;
+  }
+  const std::uint64_t last = (bucket_of(it->key()) << time_shifts[0]) |
+                             ((std::uint64_t{1} << time_shifts[0]) - 1);
+  ctx.stats->index_entries += 2;
+  lo = std::max(lo, first);
+  hi = std::min(hi, last);
+  return lo <= hi;
+}
+
+// The finished tasks with a time (finished_at or created_at) in a range: the buckets covering
+// it, merged by id. Each round seeks every bucket to the cursor and keeps the `want` ids nearest
+// to it (a bucket is read only until it passes the farthest kept), so memory stays O(want)
+// and a round reads little more than `want` entries plus one seek per bucket.
+class time_merge final : public task_stream {
+ public:
+  time_merge(query_context& ctx, char tag, std::uint64_t lo, std::uint64_t hi,
+             const task_matcher& match, std::size_t want)
+      : ctx_(ctx), tag_(tag), lo_(lo), hi_(hi), buckets_(cover(lo, hi)), match_(match),
+        want_(want), cursor_(ctx.after) {}
+
+  bool next(task& out) override {
+    for (;;) {
+      while (pos_ < round_.size()) {
+        const task_id id = round_[pos_++];
+        task t;
+        if (!fetch_done(ctx_, id, t)) {
+          if (!ctx_.error.is_ok()) return false;
+          continue;
+        }
+        if (match_(t)) {
+          out = std::move(t);
+          return true;
+        }
+      }
+      if (exhausted_ || !collect()) return false;
+    }
+  }
+
+  // Counts the entries in range, stopping at `cap`: how selective this index is.
+  std::size_t count(std::size_t cap) {
+    std::size_t n = 0;
+    iterator_ptr it(ctx_.db->NewIterator(ctx_.ro, ctx_.index));
+    for (const auto& b : buckets_) {
+      const std::string prefix = time_prefix(tag_, b.level, b.bucket);
+      for (it->Seek(prefix); n < cap && it->Valid() && it->key().starts_with(prefix); it->Next()) {
+        ++ctx_.stats->index_entries;
+        if (b.level != 0 || in_range(it->value())) ++n;
+      }
+      if (n >= cap) break;
+    }
+    if (!it->status().ok())
+      ctx_.fail(from_rocksdb(it->status(), ctx_.context("cannot read the index")));
+    return n;
+  }
+
+ private:
+  bool in_range(const rocksdb::Slice& value) const {
+    if (value.size() != 8) return false;  // not a smallest-size entry: ignore it
+    const std::uint64_t at = read_be64(value);
+    return at >= lo_ && at <= hi_;
+  }
+
+  // The next round of ids after the cursor, nearest first; false on a failure.
+  bool collect() {
+    std::set<task_id> nearest;  // ordered, and one id however many entries name it
+    const auto farthest = [&] {
+      return ctx_.oldest ? std::prev(nearest.end()) : nearest.begin();
+    };
+    iterator_ptr it(ctx_.db->NewIterator(ctx_.ro, ctx_.index));
+    for (const auto& b : buckets_) {
+      const std::string prefix = time_prefix(tag_, b.level, b.bucket);
+      for (seek_run(*it, prefix, ctx_.oldest, cursor_);
+           it->Valid() && it->key().starts_with(prefix); step(*it, ctx_.oldest)) {
+        ++ctx_.stats->index_entries;
+        const auto id = entry_id(it->key(), prefix.size());
+        if (!id) continue;
+        // A run is in id order: once the set is full, the rest of this bucket is farther.
+        if (nearest.size() == want_ && !ctx_.before(*id, *farthest())) break;
+        if (b.level == 0 && !in_range(it->value())) continue;
+        nearest.insert(*id);
+        if (nearest.size() > want_) nearest.erase(farthest());
+      }
+      if (!it->status().ok()) {
+        ctx_.fail(from_rocksdb(it->status(), ctx_.context("cannot read the index")));
+        return false;
+      }
+    }
+    exhausted_ = nearest.size() < want_;
+    round_.assign(nearest.begin(), nearest.end());
+    if (!ctx_.oldest) std::reverse(round_.begin(), round_.end());
+    pos_ = 0;
+    if (!round_.empty()) cursor_ = round_.back();
+    // Newest first, a cursor of 0 would mean "from the top" again.
+    if (!ctx_.oldest && cursor_ == 0) exhausted_ = true;
+    want_ = std::min(want_ * 2, max_round);
+    return true;
+  }
+
+  query_context& ctx_;
+  char tag_;
+  std::uint64_t lo_, hi_;
+  std::vector<time_bucket> buckets_;
+  const task_matcher& match_;
+  std::size_t want_;
+  task_id cursor_;
+  std::vector<task_id> round_;
+  std::size_t pos_ = 0;
+  bool exhausted_ = false;
+};
+
+// Chooses how to find the finished tasks a filter can match and returns that stream.
+// Candidates are the indexes the filter can use; each is judged by the number of finished tasks
+// it would make us read: known exactly from the counts for project and status, counted (up to
+// the cap, and to the best so far) for the rest. With none, or when the best would still read
+// most finished tasks (a scan reads them in order, cheaper than a lookup each), "done" is
+// walked in id order.
+std::unique_ptr<task_stream> plan_done(query_context& ctx, const task_filter& f,
+                                       const task_matcher& match,
+                                       const std::map<std::string, status_counts>& counts) {
+  std::uint64_t done_total = 0, in_project = 0, in_status = 0;
+  for (const auto& [project, c] : counts)
+    for (std::size_t i = 0; i < c.size(); ++i) {
+      if (!is_final(static_cast<task_status>(i))) continue;
+      done_total += c[i];
+      if (f.project && project == *f.project) in_project += c[i];
+      if (f.status && static_cast<task_status>(i) == *f.status) in_status += c[i];
+    }
+
+  enum class choice { scan, project, type, worker, status, finished, created };
+  choice best = choice::scan;
+  std::uint64_t best_estimate = std::numeric_limits<std::uint64_t>::max();
+  const auto consider = [&](choice c, std::uint64_t estimate) {
+    if (estimate < best_estimate) {
+      best = c;
+      best_estimate = estimate;
+    }
+  };
+  const auto cap = [&] {
+    return static_cast<std::size_t>(std::min<std::uint64_t>(best_estimate, probe_cap));
+  };
+
+  // Tasks no worker held have no entry: an empty name can only be scanned for.
+  const bool by_worker = f.worker && !f.worker->empty();
+  const bool by_finished = f.finished_from != 0 || f.finished_to != 0;
+  const bool by_created = f.created_from != 0 || f.created_to != 0;
+  // With a single usable index there is nothing to compare: take it without counting (a report
+  // paging through a wide finished range would otherwise count it again for every page).
+  const bool judge = (f.project ? 1 : 0) + (f.status ? 1 : 0) + (f.type ? 1 : 0) +
+                         (by_worker ? 1 : 0) + (by_finished ? 1 : 0) + (by_created ? 1 : 0) >
+                     1;
+  const auto probe = [&](auto&& count) -> std::uint64_t { return judge ? count() : 1; };
+
+  if (f.project) consider(choice::project, in_project);
+  if (f.status) consider(choice::status, in_status);
+  if (f.type)
+    consider(choice::type,
+             probe([&] { return count_run(ctx, name_prefix(tag_type, *f.type), cap()); }));
+  if (by_worker)
+    consider(choice::worker,
+             probe([&] { return count_run(ctx, name_prefix(tag_worker, *f.worker), cap()); }));
+
+  const std::size_t want = std::clamp<std::size_t>(f.limit, min_round, max_round);
+  std::unique_ptr<time_merge> by_time[2];
+  const struct {
+    choice which;
+    char tag;
+    millis from, to;
+  } times[2] = {{choice::finished, tag_finished, f.finished_from, f.finished_to},
+                {choice::created, tag_created, f.created_from, f.created_to}};
+  for (std::size_t i = 0; i < 2; ++i) {
+    if (times[i].from == 0 && times[i].to == 0) continue;
+    std::uint64_t lo = 0, hi = 0;
+    if (!indexed_time_range(ctx, times[i].tag, times[i].from, times[i].to, lo, hi)) {
+      // No indexed time in range: nothing finished matches.
+      if (ctx.error.is_ok()) consider(times[i].which, 0);
+      continue;
+    }
+    by_time[i] = std::make_unique<time_merge>(ctx, times[i].tag, lo, hi, match, want);
+    consider(times[i].which, probe([&] { return by_time[i]->count(cap()); }));
+  }
+  if (!ctx.error.is_ok()) return nullptr;
+
+  // "done" is walked when the filter names no index, or the best one covers most tasks anyway.
+  if (best != choice::scan && best_estimate > 0 && best_estimate * 2 > done_total)
+    best = choice::scan;
+  const auto plan = [&](const char* name) { ctx.stats->done_plan = name; };
+  switch (best) {
+    case choice::project:
+      plan("project");
+      return std::make_unique<index_run>(ctx, name_prefix(tag_project, *f.project), match);
+    case choice::type:
+      plan("type");
+      return std::make_unique<index_run>(ctx, name_prefix(tag_type, *f.type), match);
+    case choice::worker:
+      plan("worker");
+      return std::make_unique<index_run>(ctx, name_prefix(tag_worker, *f.worker), match);
+    case choice::status:
+      plan("status");
+      return std::make_unique<index_run>(ctx, status_prefix(*f.status), match);
+    case choice::finished:
+      plan("finished");
+      if (!by_time[0]) return nullptr;  // nothing in range
+      return std::move(by_time[0]);
+    case choice::created:
+      plan("created");
+      if (!by_time[1]) return nullptr;
+      return std::move(by_time[1]);
+    case choice::scan:
+      break;
+  }
+  plan("scan");
+  return std::make_unique<record_scan>(ctx, ctx.done, "done", match);
+}
+
+// A range [from, to) that nothing can be in.
+bool empty_range(millis from, millis to) { return to != 0 && to <= from; }
+
+}  // namespace
+
+status task_store::list(const task_filter& filter, std::vector<task>& out, task_id& next,
+                        query_stats* stats) {
   out.clear();
-  if (filter.limit == 0) return status::ok();
+  next = 0;
+  query_stats unused;
+  query_stats& tally = stats != nullptr ? *stats : unused;
+  tally = query_stats{};
+  tally.done_plan = "none";
+  if (filter.limit == 0 || empty_range(filter.created_from, filter.created_to) ||
+      empty_range(filter.finished_from, filter.finished_to) ||
+      (filter.priority_min && filter.priority_max && *filter.priority_min > *filter.priority_max))
+    return status::ok();
   const impl& d = *impl_;
-  // A status filter decides which side can hold matches at all.
-  const bool want_live = !filter.status || !is_final(*filter.status);
+
+  // One snapshot for every read: a task moving from "live" to "done" meanwhile is seen once,
+  // on one side, and an index entry agrees with the record it points to.
+  rocksdb::ManagedSnapshot snapshot(d.db.get());
+  query_context ctx;
+  ctx.db = d.db.get();
+  ctx.done = d.cf(cf_done);
+  ctx.index = d.cf(cf_index_keys);
+  ctx.ro.snapshot = snapshot.snapshot();
+  ctx.oldest = filter.oldest_first;
+  ctx.after = filter.after;
+  ctx.stats = &tally;
+  ctx.dir = d.dir;
+  const task_matcher match(filter);
+
+  // A finished range rules out live tasks (they have no finished_at); a status, one side.
+  const bool finished_range = filter.finished_from != 0 || filter.finished_to != 0;
+  const bool want_live = !finished_range && (!filter.status || !is_final(*filter.status));
   const bool want_done = !filter.status || is_final(*filter.status);
 
-  // Walk both sides backwards from the highest id and merge, so the result is newest first
-  // without reading more than the matches up to `limit` (plus the non-matching tasks between).
-  struct side {
-    const char* name;
-    iterator_ptr it;
-  };
-  std::vector<side> sides;
-  for (cf_index i : {cf_live, cf_done}) {
-    if ((i == cf_live && !want_live) || (i == cf_done && !want_done)) continue;
-    sides.push_back(side{cf_names[i], iterator_ptr(d.db->NewIterator(rocksdb::ReadOptions(), d.cf(i)))});
-    sides.back().it->SeekToLast();
-  }
+  std::unique_ptr<task_stream> live, done;
+  if (want_live) live = std::make_unique<record_scan>(ctx, d.cf(cf_live), "live", match);
+  if (want_done) done = plan_done(ctx, filter, match, counts());
+  if (!ctx.error.is_ok()) return ctx.error;
 
-  while (out.size() < filter.limit) {
-    side* next = nullptr;
-    for (auto& sd : sides)
-      if (sd.it->Valid() && (next == nullptr || sd.it->key().compare(next->it->key()) > 0))
-        next = &sd;
-    if (next == nullptr) break;
+  // Merge by id: each side already yields matches in the query's order.
+  std::optional<task> live_head, done_head;
+  const auto pull = [](task_stream* s, std::optional<task>& head) {
+    if (s == nullptr || head) return;
     task t;
-    if (!impl::decode_at(*next->it, t))
-      return status::corruption(
-          d.context("cannot decode " + describe_task_key(next->name, next->it->key())));
-    next->it->Prev();
-    if (filter.project && t.project != *filter.project) continue;
-    if (filter.status && t.status != *filter.status) continue;
-    out.push_back(std::move(t));
+    if (s->next(t)) head = std::move(t);
+  };
+  while (out.size() < filter.limit) {
+    pull(live.get(), live_head);
+    pull(done.get(), done_head);
+    if (!ctx.error.is_ok()) return ctx.error;
+    if (!live_head && !done_head) break;
+    auto& head = live_head && (!done_head || ctx.before(live_head->id, done_head->id))
+                     ? live_head
+                     : done_head;
+    out.push_back(std::move(*head));
+    head.reset();
   }
-  for (const auto& sd : sides)
-    if (!sd.it->status().ok()) return from_rocksdb(sd.it->status(), d.context("cannot list tasks"));
+  // A full page may have more behind it; looking would cost another search, so say "maybe".
+  if (out.size() == filter.limit) next = out.back().id;
   return status::ok();
 }
 
@@ -692,7 +1394,8 @@ status task_store::purge(millis finished_before, millis keys_before, std::size_t
     // than "older than anything", which would delete it at once whatever the retention.
     const millis finished = t.finished_at != 0 ? t.finished_at : t.created_at;
     if (finished >= finished_before) return;
-    const rocksdb::Status s = wb.Delete(d.cf(cf_done), key);
+    rocksdb::Status s = wb.Delete(d.cf(cf_done), key);
+    if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
     if (!s.ok()) {
       if (staging.ok()) staging = s;
       return;

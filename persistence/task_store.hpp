@@ -14,6 +14,11 @@
 //  * The store keeps a count of tasks per project and status, updated in the same batch as the
 //    tasks (puts, removals and purges alike), so counts never drift from the stored tasks as long
 //    as callers state statuses truthfully, and need no scan at start.
+//  * Finished tasks are indexed (column family "index") by project, type, worker, status,
+//    finished_at and created_at, in the same atomic write that moves a task into or out of
+//    "done", so list() reads only the index entries and records a query needs. A store opened
+//    without the index (an older release, or a crash while building it) gets it built once
+//    from "done" at open().
 //  * Idempotency entries (project, key) -> (task id, created_at) are stored apart from tasks and
 //    have their own retention: removing or purging a task leaves its entry, and an entry may
 //    outlive its task, so a caller that finds an id must be ready for get() to say not_found.
@@ -30,6 +35,7 @@
 #include <vector>
 
 #include "persistence/status.hpp"
+#include "protocol/messages.hpp"
 #include "protocol/task.hpp"
 
 namespace dispatch::persistence {
@@ -51,11 +57,21 @@ class write_batch {
  public:
   // Inserts or updates a task. `previous` is the status the store holds for it (nullopt for a
   // new task); the per-project counts move from it to t.status.
-  void put_task(const task& t, std::optional<task_status> previous);
+  // A finished record is immutable until it leaves "done" (a retry, remove_task or purge): its
+  // index entries are written when it enters "done" and computed again from `t` when it
+  // leaves. A caller that clears t.finished_at on the way out (a retry does) passes the
+  // finished_at the store holds as `previous_finished_at`; without it (0, and t.finished_at
+  // 0) the task's finish-time entries stay behind. They are harmless for correctness (list()
+  // checks every candidate against its record, so a stale entry is read and skipped, never
+  // returned) but cost space until the task is gone for good.
+  void put_task(const task& t, std::optional<task_status> previous,
+                millis previous_finished_at = 0);
   void put_project(const std::string& name, const project_settings& settings);
   // Deletes a task, from "done" if t.status is final, else from "live", and takes it off its
   // project's count for t.status. t.status must be the status the store holds (as `previous`
-  // for put_task); only id, project and status are used. The task's idempotency entry stays.
+  // for put_task); of a finished task, type, worker, created_at and finished_at must be the
+  // stored ones too (its index entries are found from them). Nothing else is used. The task's
+  // idempotency entry stays.
   void remove_task(const task& t);
   // Records that `key` in `project` was used by task `id`, submitted at `created_at`; a later
   // entry for the same project and key replaces it. The key must not be empty and the project
@@ -87,9 +103,10 @@ class write_batch {
   friend class task_store;
   // Puts and removals share one list so that apply() replays them in the caller's order.
   struct task_change {
-    task t;                               // a removal carries only id, project and status
+    task t;                               // a removal carries only the indexed fields
     std::optional<task_status> previous;  // puts only
     bool remove = false;
+    millis previous_finished_at = 0;      // puts only; see put_task
   };
   struct key_change {
     std::string project;
@@ -110,10 +127,21 @@ struct recovered_state {
   std::map<std::string, status_counts> counts;
 };
 
-struct task_filter {
-  std::optional<std::string> project;
-  std::optional<task_status> status;
-  std::size_t limit = 100;
+// A query is the protocol's `tasks` request: every filter it names must match. A time range
+// [from, to) with either end set matches only tasks that have that time (finished_at 0, i.e.
+// not finished, is outside every finished range). `text` is a case-insensitive (ASCII)
+// substring of type, title or description.
+using task_filter = protocol::list_tasks;
+
+// What one list() call read: lets tests (and a curious operator) see that a selective query
+// touched only what it needed.
+struct query_stats {
+  std::size_t index_entries = 0;  // index keys read, choosing the index included
+  std::size_t records = 0;        // task records read and checked against the filter
+  // How finished tasks were looked for: "none" (the filter rules them out), "scan" (every
+  // finished record in id order), or the index used: "project", "type", "worker", "status",
+  // "finished", "created".
+  std::string done_plan;
 };
 
 // What one purge() call did.
@@ -143,8 +171,20 @@ class task_store {
   // Everything needed to resume: live tasks, the id counter, project settings and counts.
   status recover(recovered_state& out);
   status get(task_id id, task& out);  // live or finished; not_found if neither
-  // Tasks matching the filter, newest (highest id) first.
-  status list(const task_filter& filter, std::vector<task>& out);
+  // One page of the tasks matching the filter: at most filter.limit, newest (highest id) first
+  // or oldest first, only ids after filter.after (exclusive) in that order. `next` is the
+  // cursor for the following page: the last id returned when the page is full (more may
+  // follow; the next page may be empty), 0 when there is no more.
+  // Live tasks are scanned (they are bounded by what is in flight). Finished tasks are found
+  // through the most selective usable index (project, type, worker, final status, finished or
+  // created range; when several apply, judged by the kept counts and by counting index entries
+  // up to a small cap) or, when none narrows them much, by walking "done" in id order; either
+  // way the walk stops once the page is full. Every other filter, text included, is applied to
+  // the candidate records (text search is such a post-filter: it narrows what is returned, not
+  // what is read). Reads one snapshot, so a page is consistent with itself. `stats` (optional)
+  // receives what was read.
+  status list(const task_filter& filter, std::vector<task>& out, task_id& next,
+              query_stats* stats = nullptr);
   // The id of the task that used `key` in `project`, if the entry exists and was created at or
   // after `not_before` (older entries have expired even if purge() has not deleted them yet);
   // otherwise `out` is nullopt. Either way the status is ok; errors are reading failures,

@@ -41,6 +41,8 @@ DISPATCH_WIRE_NAME(extend, "extend");
 DISPATCH_WIRE_NAME(retry_task, "retry");
 DISPATCH_WIRE_NAME(remove_task, "remove");
 DISPATCH_WIRE_NAME(worker_order, "order");
+DISPATCH_WIRE_NAME(list_events, "events");
+DISPATCH_WIRE_NAME(set_pool, "pool");
 
 DISPATCH_WIRE_NAME(registered, "registered");
 DISPATCH_WIRE_NAME(jobs, "jobs");
@@ -53,6 +55,7 @@ DISPATCH_WIRE_NAME(project_list, "project_list");
 DISPATCH_WIRE_NAME(stats, "stats");
 DISPATCH_WIRE_NAME(error, "error");
 DISPATCH_WIRE_NAME(heartbeat_reply, "heartbeat");
+DISPATCH_WIRE_NAME(event_list, "event_list");
 
 #undef DISPATCH_WIRE_NAME
 

@@ -80,6 +80,8 @@ struct task_spec {
   std::uint32_t delay_ms = 0;      // "delay_ms": run_at = now + delay_ms (ignored with run_at)
   millis deadline = 0;             // "deadline": ms since epoch; overdue if not done by then
   std::string idempotency_key;     // "idempotency_key": 1..256 bytes; dedup per project
+  std::string title;               // "title": 0..256 bytes
+  std::string description;         // "description": 0..4096 bytes
 };
 
 // "submit": one or more tasks ("tasks": array of task_spec maps, 1..10000). The reply comes
@@ -98,10 +100,36 @@ struct cancel {  // "cancel"
 
 // ---- requests: admin (admin endpoint) ----
 
-struct list_tasks {  // "tasks": newest first
+// "tasks": one page of the tasks matching every filter given, newest (or oldest) first. Time
+// ranges are [from, to) in ms since the epoch, 0 = open. Page on with `after` = the reply's
+// `next`.
+struct list_tasks {
   std::optional<std::string> project;  // "project"
   std::optional<task_status> status;   // "status"
   std::uint32_t limit = 100;           // "limit": 1..10000
+  std::optional<std::string> type;     // "task_type" ("type" names the message itself)
+  std::optional<std::string> worker;   // "worker": last holder
+  std::optional<std::int32_t> priority_min;  // "priority_min"
+  std::optional<std::int32_t> priority_max;  // "priority_max"
+  millis created_from = 0;             // "created_from"
+  millis created_to = 0;               // "created_to"
+  millis finished_from = 0;            // "finished_from"
+  millis finished_to = 0;              // "finished_to"
+  std::string text;                    // "text": case-insensitive substring of type/title/description
+  task_id after = 0;                   // "after": continue after this id (exclusive), 0 = start
+  bool oldest_first = false;           // "order": "newest" (default) | "oldest"
+};
+// "events": stored events with a sequence number above `after`, oldest first.
+struct list_events {
+  std::uint64_t after = 0;             // "after"
+  std::uint32_t limit = 1000;          // "limit": 1..10000
+  std::optional<std::string> project;  // "project"
+  std::vector<std::string> kinds;      // "kinds": event kinds or prefixes ("task.", "worker.lost")
+};
+// "pool": move a worker between the active and the reserve pool.
+struct set_pool {
+  std::string worker;                      // "worker"
+  worker_pool pool = worker_pool::active;  // "pool"
 };
 struct list_workers {};   // "workers"
 struct list_projects {};  // "projects"
@@ -137,7 +165,7 @@ using request_body =
     std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
                  cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
                  resume_project, configure_project, extend, retry_task, remove_task,
-                 worker_order>;
+                 worker_order, list_events, set_pool>;
 
 struct request {
   std::uint64_t id = 0;
@@ -184,6 +212,23 @@ struct task_info {  // "task": reply to status
 
 struct task_list {  // "task_list": reply to tasks
   std::vector<task> tasks;
+  task_id next = 0;  // "next": pass as `after` for the following page; 0 = no more
+};
+
+// One event, as stored, published and listed. `kind` is e.g. "task.completed", "worker.lost".
+struct event_record {
+  std::uint64_t seq = 0;  // "seq": increasing, never reused
+  std::string kind;       // "kind"
+  millis at = 0;          // "at"
+  task_id task = 0;       // "task": 0 for worker and project events
+  std::string project;    // "project"
+  std::string worker;     // "worker"
+  std::string detail;     // "detail"
+};
+
+struct event_list {  // "event_list": reply to events
+  std::vector<event_record> events;
+  std::uint64_t next = 0;  // "next": the last seq returned (or `after` if none): resume from it
 };
 
 struct worker_info {
@@ -196,6 +241,7 @@ struct worker_info {
   std::uint64_t failed = 0;
   std::vector<std::string> types;
   std::vector<std::string> tags;
+  millis last_heartbeat = 0;  // "last_heartbeat": ms since the epoch (registration counts)
 };
 
 struct worker_list {  // "worker_list"
@@ -220,6 +266,11 @@ struct stats {  // "stats"
   std::vector<project_info> projects;
   std::uint64_t reserve_engagements = 0;
   std::uint64_t reserve_releases = 0;
+  std::uint64_t completed_last_minute = 0;  // tasks completed in the last 60 s
+  std::uint64_t completed_last_hour = 0;    // tasks completed in the last 3600 s
+  std::uint32_t wait_p50_ms = 0;  // queue wait (submit or requeue to assignment) percentiles over
+  std::uint32_t wait_p90_ms = 0;  // the last 10,000 assignments
+  std::uint32_t wait_p99_ms = 0;
 };
 
 // Error codes are sent as their snake_case names (see to_string).
@@ -247,7 +298,8 @@ struct error {  // "error"
 };
 
 using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list,
-                                worker_list, project_list, stats, error, heartbeat_reply>;
+                                worker_list, project_list, stats, error, heartbeat_reply,
+                                event_list>;
 
 struct reply {
   std::uint64_t id = 0;  // the request id this answers; 0 when the request had none readable

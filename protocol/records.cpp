@@ -13,7 +13,7 @@ using wire::as_uint;
 using wire::unbounded;
 
 void write_task(wire::writer& w, const task& t) {
-  w.map(22);
+  w.map(24);
   w.number("id", t.id);
   w.text("project", t.project);
   w.text("type", t.type);
@@ -36,6 +36,8 @@ void write_task(wire::writer& w, const task& t) {
   w.number("finished_at", t.finished_at);
   w.bytes("result", t.result);
   w.text("error", t.error);
+  w.text("title", t.title);
+  w.text("description", t.description);
 }
 
 task read_task(const msgpack::object& o, const wire::path& at) {
@@ -64,6 +66,8 @@ task read_task(const msgpack::object& o, const wire::path& at) {
   t.finished_at = f.required("finished_at", as_int<millis>());
   t.result = f.required("result", as_bytes);
   t.error = f.required("error", as_text);
+  t.title = f.optional("title", t.title, as_text);
+  t.description = f.optional("description", t.description, as_text);
   return t;
 }
 
@@ -92,7 +96,7 @@ job read_job(const msgpack::object& o, const wire::path& at) {
 }
 
 void write_worker(wire::writer& w, const worker_info& info) {
-  w.map(9);
+  w.map(10);
   w.text("id", info.id);
   w.text("pool", to_string(info.pool));
   w.text("state", info.state);
@@ -102,6 +106,7 @@ void write_worker(wire::writer& w, const worker_info& info) {
   w.number("failed", info.failed);
   w.names("types", info.types);
   w.names("tags", info.tags);
+  w.number("last_heartbeat", info.last_heartbeat);
 }
 
 worker_info read_worker(const msgpack::object& o, const wire::path& at) {
@@ -116,7 +121,32 @@ worker_info read_worker(const msgpack::object& o, const wire::path& at) {
   info.failed = f.required("failed", as_uint<std::uint64_t>());
   info.types = f.required("types", array_of(0, unbounded, as_text));
   info.tags = f.required("tags", array_of(0, unbounded, as_text));
+  info.last_heartbeat = f.optional("last_heartbeat", info.last_heartbeat, as_int<millis>());
   return info;
+}
+
+void write_event(wire::writer& w, const event_record& e) {
+  w.map(7);
+  w.number("seq", e.seq);
+  w.text("kind", e.kind);
+  w.number("at", e.at);
+  w.number("task", e.task);
+  w.text("project", e.project);
+  w.text("worker", e.worker);
+  w.text("detail", e.detail);
+}
+
+event_record read_event(const msgpack::object& o, const wire::path& at) {
+  const wire::fields f(o, at);
+  event_record e;
+  e.seq = f.required("seq", as_uint<std::uint64_t>());
+  e.kind = f.required("kind", as_text);
+  e.at = f.required("at", as_int<millis>());
+  e.task = f.required("task", as_uint<task_id>());
+  e.project = f.required("project", as_text);
+  e.worker = f.required("worker", as_text);
+  e.detail = f.required("detail", as_text);
+  return e;
 }
 
 void write_project(wire::writer& w, const project_info& info) {

@@ -21,6 +21,9 @@ job read_job(const msgpack::object& o, const wire::path& at);
 void write_worker(wire::writer& w, const worker_info& info);
 worker_info read_worker(const msgpack::object& o, const wire::path& at);
 
+void write_event(wire::writer& w, const event_record& e);
+event_record read_event(const msgpack::object& o, const wire::path& at);
+
 void write_project(wire::writer& w, const project_info& info);
 project_info read_project(const msgpack::object& o, const wire::path& at);
 
@@ -37,6 +40,9 @@ inline constexpr auto as_job = [](const msgpack::object& o, const wire::path& at
 };
 inline constexpr auto as_worker = [](const msgpack::object& o, const wire::path& at) {
   return read_worker(o, at);
+};
+inline constexpr auto as_event = [](const msgpack::object& o, const wire::path& at) {
+  return read_event(o, at);
 };
 inline constexpr auto as_project = [](const msgpack::object& o, const wire::path& at) {
   return read_project(o, at);

@@ -50,8 +50,15 @@ void write_body(wire::writer& w, std::uint64_t id, const task_info& m) {
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const task_list& m) {
-  open(w, id, m, 1);
+  open(w, id, m, 2);
   write_array(w, "tasks", m.tasks, records::write_task);
+  w.number("next", m.next);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const event_list& m) {
+  open(w, id, m, 2);
+  write_array(w, "events", m.events, records::write_event);
+  w.number("next", m.next);
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const worker_list& m) {
@@ -65,13 +72,18 @@ void write_body(wire::writer& w, std::uint64_t id, const project_list& m) {
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const stats& m) {
-  open(w, id, m, 5);
+  open(w, id, m, 10);
   w.key("tasks");
   records::write_counts(w, m.tasks);
   write_array(w, "workers", m.workers, records::write_worker);
   write_array(w, "projects", m.projects, records::write_project);
   w.number("reserve_engagements", m.reserve_engagements);
   w.number("reserve_releases", m.reserve_releases);
+  w.number("completed_last_minute", m.completed_last_minute);
+  w.number("completed_last_hour", m.completed_last_hour);
+  w.number("wait_p50_ms", m.wait_p50_ms);
+  w.number("wait_p90_ms", m.wait_p90_ms);
+  w.number("wait_p99_ms", m.wait_p99_ms);
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const heartbeat_reply& m) {
@@ -107,6 +119,12 @@ void read_body(const wire::fields& f, task_info& m) { m.t = f.required("task", r
 
 void read_body(const wire::fields& f, task_list& m) {
   m.tasks = f.required("tasks", array_of(0, unbounded, records::as_task));
+  m.next = f.required("next", as_uint<task_id>());
+}
+
+void read_body(const wire::fields& f, event_list& m) {
+  m.events = f.required("events", array_of(0, unbounded, records::as_event));
+  m.next = f.required("next", as_uint<std::uint64_t>());
 }
 
 void read_body(const wire::fields& f, worker_list& m) {
@@ -123,6 +141,11 @@ void read_body(const wire::fields& f, stats& m) {
   m.projects = f.required("projects", array_of(0, unbounded, records::as_project));
   m.reserve_engagements = f.required("reserve_engagements", as_uint<std::uint64_t>());
   m.reserve_releases = f.required("reserve_releases", as_uint<std::uint64_t>());
+  m.completed_last_minute = f.required("completed_last_minute", as_uint<std::uint64_t>());
+  m.completed_last_hour = f.required("completed_last_hour", as_uint<std::uint64_t>());
+  m.wait_p50_ms = f.required("wait_p50_ms", as_uint<std::uint32_t>());
+  m.wait_p90_ms = f.required("wait_p90_ms", as_uint<std::uint32_t>());
+  m.wait_p99_ms = f.required("wait_p99_ms", as_uint<std::uint32_t>());
 }
 
 void read_body(const wire::fields& f, heartbeat_reply& m) {

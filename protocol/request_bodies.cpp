@@ -29,6 +29,18 @@ constexpr auto as_idempotency_key = [](const msgpack::object& o, const wire::pat
   return wire::read_str(o, at, 1, 256);
 };
 
+auto text_up_to(std::size_t max_bytes) {
+  return [max_bytes](const msgpack::object& o, const wire::path& at) {
+    return wire::read_str(o, at, 0, max_bytes);
+  };
+}
+
+constexpr auto as_list_order = [](const msgpack::object& o, const wire::path& at) {
+  auto order = wire::read_str(o, at, 1, 16);
+  if (order != "newest" && order != "oldest") wire::fail(at, "expected \"newest\" or \"oldest\"");
+  return order;
+};
+
 constexpr auto as_order = [](const msgpack::object& o, const wire::path& at) {
   auto order = wire::read_str(o, at, 1, 16);
   if (order != "drain" && order != "stop" && order != "resume")
@@ -75,7 +87,8 @@ void write_body(wire::writer& w, std::uint64_t id, const fail& m) {
 void write_spec(wire::writer& w, const task_spec& s) {
   // Optional scheduling fields are sent only when set, so plain submits stay small.
   w.map(7 + (s.run_at ? 1 : 0) + (s.delay_ms ? 1 : 0) + (s.deadline ? 1 : 0) +
-        (s.idempotency_key.empty() ? 0 : 1));
+        (s.idempotency_key.empty() ? 0 : 1) + (s.title.empty() ? 0 : 1) +
+        (s.description.empty() ? 0 : 1));
   w.text("project", s.project);
   w.text("type", s.type);
   w.number("priority", s.priority);
@@ -87,6 +100,8 @@ void write_spec(wire::writer& w, const task_spec& s) {
   if (s.delay_ms) w.number("delay_ms", s.delay_ms);
   if (s.deadline) w.number("deadline", s.deadline);
   if (!s.idempotency_key.empty()) w.text("idempotency_key", s.idempotency_key);
+  if (!s.title.empty()) w.text("title", s.title);
+  if (!s.description.empty()) w.text("description", s.description);
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const submit& m) {
@@ -107,10 +122,41 @@ void write_body(wire::writer& w, std::uint64_t id, const cancel& m) {
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const list_tasks& m) {
-  open(w, id, m, 1 + (m.project ? 1 : 0) + (m.status ? 1 : 0));
+  // Filters that are not set are left out: the map states exactly what is asked.
+  const auto set = [](millis v) { return v != 0 ? 1 : 0; };
+  open(w, id, m,
+       2 + (m.project ? 1 : 0) + (m.status ? 1 : 0) + (m.type ? 1 : 0) + (m.worker ? 1 : 0) +
+           (m.priority_min ? 1 : 0) + (m.priority_max ? 1 : 0) + set(m.created_from) +
+           set(m.created_to) + set(m.finished_from) + set(m.finished_to) +
+           (m.text.empty() ? 0 : 1) + (m.after ? 1 : 0));
   if (m.project) w.text("project", *m.project);
   if (m.status) w.text("status", to_string(*m.status));
   w.number("limit", m.limit);
+  if (m.type) w.text("task_type", *m.type);
+  if (m.worker) w.text("worker", *m.worker);
+  if (m.priority_min) w.number("priority_min", *m.priority_min);
+  if (m.priority_max) w.number("priority_max", *m.priority_max);
+  if (m.created_from) w.number("created_from", m.created_from);
+  if (m.created_to) w.number("created_to", m.created_to);
+  if (m.finished_from) w.number("finished_from", m.finished_from);
+  if (m.finished_to) w.number("finished_to", m.finished_to);
+  if (!m.text.empty()) w.text("text", m.text);
+  if (m.after) w.number("after", m.after);
+  w.text("order", m.oldest_first ? "oldest" : "newest");
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const list_events& m) {
+  open(w, id, m, 3 + (m.project ? 1 : 0));
+  w.number("after", m.after);
+  w.number("limit", m.limit);
+  if (m.project) w.text("project", *m.project);
+  w.names("kinds", m.kinds);
+}
+
+void write_body(wire::writer& w, std::uint64_t id, const set_pool& m) {
+  open(w, id, m, 2);
+  w.text("worker", m.worker);
+  w.text("pool", to_string(m.pool));
 }
 
 void write_body(wire::writer& w, std::uint64_t id, const pause_project& m) {
@@ -205,6 +251,8 @@ task_spec read_spec(const msgpack::object& o, const wire::path& at) {
   s.delay_ms = f.optional("delay_ms", s.delay_ms, as_uint<std::uint32_t>(0, max_lease_ms));
   s.deadline = f.optional("deadline", s.deadline, as_int<millis>(0));
   s.idempotency_key = f.optional("idempotency_key", s.idempotency_key, as_idempotency_key);
+  s.title = f.optional("title", s.title, text_up_to(256));
+  s.description = f.optional("description", s.description, text_up_to(4096));
   return s;
 }
 
@@ -224,6 +272,29 @@ void read_body(const wire::fields& f, list_tasks& m) {
   if (f.find("project")) m.project = f.required("project", as_name);
   if (f.find("status")) m.status = f.required("status", wire::as_status);
   m.limit = f.optional("limit", m.limit, as_uint<std::uint32_t>(1, max_list));
+  if (f.find("task_type")) m.type = f.required("task_type", as_name);
+  if (f.find("worker")) m.worker = f.required("worker", as_name);
+  if (f.find("priority_min")) m.priority_min = f.required("priority_min", as_int<std::int32_t>());
+  if (f.find("priority_max")) m.priority_max = f.required("priority_max", as_int<std::int32_t>());
+  m.created_from = f.optional("created_from", m.created_from, as_int<millis>(0));
+  m.created_to = f.optional("created_to", m.created_to, as_int<millis>(0));
+  m.finished_from = f.optional("finished_from", m.finished_from, as_int<millis>(0));
+  m.finished_to = f.optional("finished_to", m.finished_to, as_int<millis>(0));
+  m.text = f.optional("text", m.text, text_up_to(256));
+  m.after = f.optional("after", m.after, as_uint<task_id>());
+  m.oldest_first = f.optional("order", std::string("newest"), as_list_order) == "oldest";
+}
+
+void read_body(const wire::fields& f, list_events& m) {
+  m.after = f.optional("after", m.after, as_uint<std::uint64_t>());
+  m.limit = f.optional("limit", m.limit, as_uint<std::uint32_t>(1, max_list));
+  if (f.find("project")) m.project = f.required("project", as_name);
+  m.kinds = f.optional("kinds", m.kinds, array_of(0, max_tags, as_name));
+}
+
+void read_body(const wire::fields& f, set_pool& m) {
+  m.worker = f.required("worker", as_name);
+  m.pool = f.required("pool", wire::as_pool);
 }
 
 void read_body(const wire::fields& f, pause_project& m) {

@@ -65,6 +65,8 @@ struct task {
   millis finished_at = 0;
   std::string result;  // bytes of the successful run
   std::string error;   // text of the last failure
+  std::string title;        // optional, for people and text search
+  std::string description;  // optional, for people and text search
 };
 
 // Operator settings of a project; stored, and applied by the scheduling policy.

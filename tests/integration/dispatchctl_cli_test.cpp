@@ -6,6 +6,7 @@
 #include <ctime>
 #include <cstdio>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -490,4 +491,97 @@ TEST_CASE("dispatchctl gives up on an endpoint where nothing listens") {
   const auto bad = run({"--endpoint", "nonsense://x", "--timeout", "500ms", "stats"});
   INFO(bad.out);
   CHECK(bad.code == 2);
+}
+
+TEST_CASE("dispatchctl tasks filters and pages, submit titles, and report") {
+  dispatcher_process d;
+  ctl run(d.admin_endpoint());
+
+  const task_id id1 = id_printed(run({"submit", "--project", "R", "--type", "echo", "--title",
+                                      "Nightly Report", "--description", "sums the day"}));
+  const task_id id2 = id_printed(run({"submit", "--project", "R", "--type", "echo"}));
+  const task_id id3 =
+      id_printed(run({"submit", "--project", "S", "--type", "echo", "--priority", "5"}));
+
+  const json t = run.json_of({"task", std::to_string(id1)});
+  CHECK(t.at("title") == "Nightly Report");
+  CHECK(t.at("description") == "sums the day");
+  const auto shown = run({"task", std::to_string(id1)});
+  CHECK_THAT(shown.out, Contains("title:") && Contains("Nightly Report"));
+
+  using ids = std::vector<std::uint64_t>;
+  CHECK(ids_of(run.json_of({"tasks", "--text", "nightly"})) == ids{id1});
+  CHECK(ids_of(run.json_of({"tasks", "--text", "SUMS"})) == ids{id1});
+  CHECK(ids_of(run.json_of({"tasks", "--text", "ECH"})) == ids{id3, id2, id1});  // the type
+  CHECK(ids_of(run.json_of({"tasks", "--priority-min", "5"})) == ids{id3});
+  CHECK(ids_of(run.json_of({"tasks", "--priority-max", "0", "--project", "R"})) == ids{id2, id1});
+  CHECK(ids_of(run.json_of({"tasks", "--oldest"})) == ids{id1, id2, id3});
+  CHECK(ids_of(run.json_of({"tasks", "--created-from", "-1h", "--created-to", "+1h"})) ==
+        ids{id3, id2, id1});
+  CHECK(run.json_of({"tasks", "--created-to", "-1h"}).empty());
+
+  // Pages: the table names the cursor, --after follows it, --all does it all.
+  const auto first = run({"tasks", "--limit", "2"});
+  INFO(first.out);
+  REQUIRE(first.code == 0);
+  CHECK_THAT(first.out, Contains("next page: --after " + std::to_string(id2) + "\n"));
+  CHECK(ids_of(run.json_of({"tasks", "--limit", "2", "--after", std::to_string(id2)})) ==
+        ids{id1});
+  CHECK(ids_of(run.json_of({"tasks", "--all", "--limit", "1"})) == ids{id3, id2, id1});
+  const auto all_table = run({"tasks", "--all", "--limit", "1", "--oldest"});
+  REQUIRE(all_table.code == 0);
+  std::istringstream lines(all_table.out);
+  std::vector<std::string> got;
+  for (std::string line; std::getline(lines, line);) got.push_back(line);
+  REQUIRE(got.size() == 4);  // one header, three rows
+  CHECK(got[0].rfind("ID", 0) == 0);
+  CHECK(got[1].rfind(std::to_string(id1), 0) == 0);
+  CHECK(got[3].rfind(std::to_string(id3), 0) == 0);
+
+  // Finish them: id1 completed and id2 failed by worker w1, id3 cancelled while pending.
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 2, {"echo"})));
+  expect<protocol::ok>(wire_client(d.admin_endpoint()).call(protocol::cancel{id3}));
+  auto jobs = fetch(worker, 2);
+  REQUIRE(jobs.size() == 2);
+  for (const auto& j : jobs) {
+    if (j.task == id1)
+      expect<protocol::ok>(worker.call(protocol::complete{j.task, j.attempt, "done"}));
+    else
+      expect<protocol::ok>(worker.call(protocol::fail{j.task, j.attempt, "no, \"really\"", false}));
+  }
+  CHECK(ids_of(run.json_of({"tasks", "--finished-from", "-1h"})) == ids{id3, id2, id1});
+  CHECK(run.json_of({"tasks", "--finished-to", "-1h"}).empty());
+  CHECK(ids_of(run.json_of({"tasks", "--worker", "w1"})) == ids{id2, id1});
+  CHECK(ids_of(run.json_of({"tasks", "--type", "echo", "--status", "completed"})) == ids{id1});
+
+  const auto csv = run({"report", "--from", "-1h", "--to", "+1m"});
+  INFO(csv.out);
+  REQUIRE(csv.code == 0);
+  const std::string a = std::to_string(id1), b = std::to_string(id2), c = std::to_string(id3);
+  CHECK(csv.out.rfind("id,project,type,worker,status,attempts,failures,created_at,assigned_at,"
+                      "finished_at,wait_ms,run_ms,error\n" +
+                          a + ",R,echo,w1,completed,1,0,",
+                      0) == 0);
+  CHECK_THAT(csv.out, Contains("\n" + b + ",R,echo,w1,failed,1,1,") &&
+                          Contains(",\"no, \"\"really\"\"\"\n" + c + ",S,echo,,cancelled,0,0,"));
+  CHECK_THAT(csv.out, Contains("\n\nscope,name,tasks,completed,failed,dead,cancelled,"
+                               "run_ms_total,run_ms_avg\nall,,3,1,1,0,1,"));
+  CHECK_THAT(csv.out, Contains("\nproject,R,2,1,1,0,0,") &&
+                          Contains("\nproject,S,1,0,0,0,1,0,\n") &&
+                          Contains("\nworker,,1,0,0,0,1,0,\nworker,w1,2,1,1,0,0,"));
+
+  const auto j = run({"report", "--from", "-1h", "--to", "+1m", "--project", "R", "--json"});
+  INFO(j.out);
+  REQUIRE(j.code == 0);
+  REQUIRE(json::accept(j.out));
+  const json doc = json::parse(j.out);
+  CHECK(ids_of(doc.at("tasks")) == ids{id1, id2});
+  CHECK(doc.at("totals").at("all").at("tasks") == 2);
+  CHECK(doc.at("totals").at("workers").size() == 1);
+
+  // A report's range must be one.
+  const auto backwards = run({"report", "--from", "+1m", "--to", "-1h"});
+  CHECK(backwards.code == 2);
+  CHECK_THAT(backwards.out, Contains("--to must be later than --from"));
 }

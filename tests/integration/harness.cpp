@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -231,6 +232,14 @@ void dispatcher_process::start() {
                                    "--work-endpoint",   work_endpoint(),  "--admin-endpoint",
                                    admin_endpoint(),    "--threads",      "2"};
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
+  // The events and metrics endpoints have fixed default ports; tests running in parallel would
+  // collide on them, so they are off unless a test asks for them.
+  const auto given = [&](const char* option) {
+    return std::find(options_.extra_args.begin(), options_.extra_args.end(), option) !=
+           options_.extra_args.end();
+  };
+  if (!given("--events-endpoint")) argv.insert(argv.end(), {"--events-endpoint", "off"});
+  if (!given("--metrics-address")) argv.insert(argv.end(), {"--metrics-address", "127.0.0.1:0"});
   process_ = std::make_unique<child_process>(
       argv, scratch_.path() + "/dispatcherd-" + std::to_string(++starts_) + ".log");
   const bool ready = wait_until(

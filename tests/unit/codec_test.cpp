@@ -18,7 +18,7 @@ bool operator==(const task& a, const task& b) {
     return std::tie(t.id, t.project, t.type, t.priority, t.payload, t.tags, t.status, t.attempts,
                     t.failures, t.max_attempts, t.timeout_ms, t.run_at, t.deadline, t.overdue,
                     t.idempotency_key, t.lease_expires_at, t.worker, t.created_at, t.assigned_at,
-                    t.finished_at, t.result, t.error);
+                    t.finished_at, t.result, t.error, t.title, t.description);
   };
   return fields(a) == fields(b);
 }
@@ -40,7 +40,8 @@ FIELDS_EQUAL(fail, m.task, m.attempt, m.error, m.retryable)
 NO_FIELDS(heartbeat)
 NO_FIELDS(goodbye)
 FIELDS_EQUAL(task_spec, m.project, m.type, m.priority, m.payload, m.tags, m.max_attempts,
-             m.timeout_ms, m.run_at, m.delay_ms, m.deadline, m.idempotency_key)
+             m.timeout_ms, m.run_at, m.delay_ms, m.deadline, m.idempotency_key, m.title,
+             m.description)
 FIELDS_EQUAL(extend, m.task, m.attempt, m.extend_ms)
 FIELDS_EQUAL(retry_task, m.task)
 FIELDS_EQUAL(remove_task, m.task)
@@ -49,7 +50,13 @@ FIELDS_EQUAL(heartbeat_reply, m.order, m.cancel, m.expiring)
 FIELDS_EQUAL(submit, m.tasks)
 FIELDS_EQUAL(get_task, m.task)
 FIELDS_EQUAL(cancel, m.task)
-FIELDS_EQUAL(list_tasks, m.project, m.status, m.limit)
+FIELDS_EQUAL(list_tasks, m.project, m.status, m.limit, m.type, m.worker, m.priority_min,
+             m.priority_max, m.created_from, m.created_to, m.finished_from, m.finished_to, m.text,
+             m.after, m.oldest_first)
+FIELDS_EQUAL(list_events, m.after, m.limit, m.project, m.kinds)
+FIELDS_EQUAL(set_pool, m.worker, m.pool)
+FIELDS_EQUAL(event_record, m.seq, m.kind, m.at, m.task, m.project, m.worker, m.detail)
+FIELDS_EQUAL(event_list, m.events, m.next)
 NO_FIELDS(list_workers)
 NO_FIELDS(list_projects)
 NO_FIELDS(get_stats)
@@ -62,13 +69,15 @@ FIELDS_EQUAL(jobs, m.jobs)
 NO_FIELDS(ok)
 FIELDS_EQUAL(submitted, m.ids)
 FIELDS_EQUAL(task_info, m.t)
-FIELDS_EQUAL(task_list, m.tasks)
+FIELDS_EQUAL(task_list, m.tasks, m.next)
 FIELDS_EQUAL(worker_info, m.id, m.pool, m.state, m.capacity, m.running, m.completed, m.failed,
-             m.types, m.tags)
+             m.types, m.tags, m.last_heartbeat)
 FIELDS_EQUAL(worker_list, m.workers)
 FIELDS_EQUAL(project_info, m.name, m.paused, m.max_inflight, m.weight, m.counts)
 FIELDS_EQUAL(project_list, m.projects)
-FIELDS_EQUAL(stats, m.tasks, m.workers, m.projects, m.reserve_engagements, m.reserve_releases)
+FIELDS_EQUAL(stats, m.tasks, m.workers, m.projects, m.reserve_engagements, m.reserve_releases,
+             m.completed_last_minute, m.completed_last_hour, m.wait_p50_ms, m.wait_p90_ms,
+             m.wait_p99_ms)
 FIELDS_EQUAL(error, m.code, m.message)
 #undef FIELDS_EQUAL
 #undef NO_FIELDS
@@ -107,6 +116,8 @@ task sample_task(task_id id) {
   t.finished_at = 0;
   t.result = std::string("\x00\x01", 2);
   t.error = "previous attempt timed out";
+  t.title = "Thumbnail for order 17";
+  t.description = "Resize the upload to 256x256.";
   return t;
 }
 
@@ -118,7 +129,8 @@ std::map<std::string, std::uint64_t> full_counts(std::uint64_t base) {
 }
 
 worker_info sample_worker() {
-  return worker_info{"w-1", worker_pool::reserve, "standby", 8, 3, 1000, 4, {"resize"}, {"gpu"}};
+  return worker_info{"w-1", worker_pool::reserve, "standby", 8,       3,
+                     1000,  4,                    {"resize"}, {"gpu"}, 1700000000999};
 }
 
 project_info sample_project() { return project_info{"proj", true, 10, 3, full_counts(5)}; }
@@ -302,12 +314,32 @@ TEST_CASE("every request type round-trips with non-default values") {
   round_trip({4, fail{99, 4, "disk full", false}});
   round_trip({5, heartbeat{}});
   round_trip({6, goodbye{}});
-  round_trip({7, submit{{task_spec{"a", "t1", INT32_MIN, all_bytes(), {"x"}, 1000, 1, 1700000000000, 0, 1800000000000, "k"},
-                         task_spec{"b", "t2", INT32_MAX, "", {}, 1, 604800000, 0, 5000, 0, ""}}}});
+  round_trip({7, submit{{task_spec{"a", "t1", INT32_MIN, all_bytes(), {"x"}, 1000, 1, 1700000000000, 0, 1800000000000, "k", "A title", "A longer description"},
+                         task_spec{"b", "t2", INT32_MAX, "", {}, 1, 604800000, 0, 5000, 0, "", "", ""}}}});
   round_trip({8, get_task{123}});
   round_trip({9, cancel{456}});
-  round_trip({10, list_tasks{std::string("proj"), task_status::dead, 10000}});
-  round_trip({11, list_tasks{std::nullopt, std::nullopt, 1}});
+  list_tasks all_filters;
+  all_filters.project = "proj";
+  all_filters.status = task_status::dead;
+  all_filters.limit = 10000;
+  all_filters.type = "resize";
+  all_filters.worker = "w-1";
+  all_filters.priority_min = -5;
+  all_filters.priority_max = 9;
+  all_filters.created_from = 1700000000000;
+  all_filters.created_to = 1700000999000;
+  all_filters.finished_from = 1700000001000;
+  all_filters.finished_to = 1700000998000;
+  all_filters.text = "thumb";
+  all_filters.after = 77;
+  all_filters.oldest_first = true;
+  round_trip({10, all_filters});
+  list_tasks only_limit;
+  only_limit.limit = 1;
+  round_trip({11, only_limit});
+  round_trip({22, list_events{5, 100, std::string("proj"), {"task.", "worker.lost"}}});
+  round_trip({23, list_events{}});
+  round_trip({24, set_pool{"w-1", worker_pool::reserve}});
   round_trip({12, list_workers{}});
   round_trip({13, list_projects{}});
   round_trip({14, get_stats{}});
@@ -328,10 +360,14 @@ TEST_CASE("every reply type round-trips") {
   round_trip({4, ok{}});
   round_trip({5, submitted{{1, 2, UINT64_MAX}}});
   round_trip({6, task_info{sample_task(77)}});
-  round_trip({7, task_list{{sample_task(1), sample_task(2)}}});
+  round_trip({7, task_list{{sample_task(1), sample_task(2)}, 2}});
+  round_trip({13, event_list{{event_record{9, "task.completed", 1700000000123, 5, "p", "w", "ok"},
+                              event_record{10, "worker.lost", 1700000000456, 0, "", "w", ""}},
+                             10}});
   round_trip({8, worker_list{{sample_worker(), worker_info{}}}});
   round_trip({9, project_list{{sample_project()}}});
-  round_trip({10, stats{full_counts(0), {sample_worker()}, {sample_project()}, 12, 11}});
+  round_trip({10, stats{full_counts(0), {sample_worker()}, {sample_project()}, 12, 11, 30, 1800,
+                        4, 50, 900}});
   round_trip({0, error{error_code::stale_lease, "attempt 3 is not the current lease"}});
   round_trip({11, heartbeat_reply{"stop", {3, 4}, {5}}});
   round_trip({12, heartbeat_reply{}});
@@ -432,8 +468,12 @@ TEST_CASE("optional request fields take their defaults when absent or nil") {
     CHECK(body.tasks[3].tags.empty());
   }
   SECTION("list tasks") {
-    raw_map m(encoded(request{1, list_tasks{std::string("p"), task_status::failed, 5}}));
-    m.erase("project").set_nil("status").erase("limit");
+    list_tasks q;
+    q.project = "p";
+    q.status = task_status::failed;
+    q.limit = 5;
+    raw_map m(encoded(request{1, q}));
+    m.erase("project").set_nil("status").erase("limit").erase("order");
     const auto body = std::get<list_tasks>(decode_ok(m.bytes()).body);
     CHECK_FALSE(body.project.has_value());
     CHECK_FALSE(body.status.has_value());
@@ -530,7 +570,7 @@ TEST_CASE("submit validation names the task and field") {
   check_bad_field(submit_with_fourth(valid_spec().set("tags", std::vector<std::string>{"a", ""})),
                   "tasks[3].tags[1]");
 
-  const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3, 300000, 0, 0, 0, ""}}}});
+  const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3, 300000, 0, 0, 0, "", "", ""}}}});
   check_bad_field(raw_map(base).erase("tasks").bytes(), "tasks");
   check_bad_field(raw_map(base).set("tasks", std::vector<int>{}).bytes(), "tasks");
   check_bad_field(raw_map(base).set("tasks", std::vector<int>{1}).bytes(), "tasks[0]");
@@ -710,7 +750,9 @@ TEST_CASE("reply decoding is strict and precise") {
   SECTION("status counts always carry every status") {
     reply out;
     decode_failure why;
-    REQUIRE(decode(encoded(reply{1, stats{{{"pending", 4}}, {}, {}, 0, 0}}), out, why));
+    stats only_pending;
+    only_pending.tasks = {{"pending", 4}};
+    REQUIRE(decode(encoded(reply{1, only_pending}), out, why));
     const auto s = std::get<stats>(out.body);
     CHECK(s.tasks.size() == std::size_t(task_status_count));
     CHECK(s.tasks.at("pending") == 4);
@@ -729,9 +771,10 @@ TEST_CASE("seeded random bytes never make a decoder throw") {
   std::uniform_int_distribution<std::size_t> length(0, 48);
   const std::vector<std::string> seeds = {
       encoded(request{1, register_worker{"w", {"t"}, {"g"}, 2, worker_pool::reserve, {3}}}),
-      encoded(request{2, submit{{task_spec{"p", "t", 1, "xy", {"g"}, 2, 300000, 0, 0, 0, ""}}}}),
+      encoded(request{2, submit{{task_spec{"p", "t", 1, "xy", {"g"}, 2, 300000, 0, 0, 0, "", "", ""}}}}),
       encoded(reply{3, task_info{sample_task(4)}}),
-      encoded(reply{4, stats{full_counts(1), {sample_worker()}, {sample_project()}, 1, 2}})};
+      encoded(reply{4, stats{full_counts(1), {sample_worker()}, {sample_project()}, 1, 2, 3, 4, 5,
+                             6, 7}})};
   const std::vector<error_code> request_codes = {error_code::malformed,
                                                  error_code::unsupported_version,
                                                  error_code::unknown_type, error_code::bad_field};

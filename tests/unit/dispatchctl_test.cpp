@@ -2,6 +2,7 @@
 // against a real ZeroMQ ROUTER played by the test.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <initializer_list>
 #include <optional>
@@ -254,7 +255,7 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
                      "id", "project", "type", "priority", "status", "worker", "attempts",
                      "failures", "max_attempts", "timeout_ms", "tags", "idempotency_key", "created_at",
                      "assigned_at", "finished_at", "run_at", "deadline", "overdue",
-                     "lease_expires_at", "error", "payload", "result"});
+                     "lease_expires_at", "error", "title", "description", "payload", "result"});
   CHECK(j["id"] == 42);
   CHECK(j["project"] == "alpha");
   CHECK(j["type"] == "resize");
@@ -274,6 +275,8 @@ TEST_CASE("task JSON has the documented keys and values", "[dispatchctl][json]")
   CHECK(j["overdue"] == false);
   CHECK(j["lease_expires_at"].is_null());
   CHECK(j["error"] == "");
+  CHECK(j["title"] == "");
+  CHECK(j["description"] == "");
   CHECK(j["payload"] == "{\"w\":10}");
   CHECK(j["result"] == "");
 
@@ -725,7 +728,7 @@ TEST_CASE("admin client talks to a real ROUTER", "[dispatchctl][client]") {
     inv.json = true;
     inv.request = protocol::submit{{protocol::task_spec{"p", "t", 2, "x", {"a"}, 4, 90000,
                                                         known_time, 0, known_time + 10000,
-                                                        "order-17"}}};
+                                                        "order-17", "Title", "Words"}}};
     std::ostringstream out;
     std::ostringstream err;
     CHECK(execute(inv, client, out, err) == exit_ok);
@@ -741,6 +744,8 @@ TEST_CASE("admin client talks to a real ROUTER", "[dispatchctl][client]") {
     CHECK(spec.run_at == known_time);
     CHECK(spec.deadline == known_time + 10000);
     CHECK(spec.idempotency_key == "order-17");
+    CHECK(spec.title == "Title");
+    CHECK(spec.description == "Words");
   }
 
   SECTION("an unreachable endpoint times out") {
@@ -769,5 +774,462 @@ TEST_CASE("admin client talks to a real ROUTER", "[dispatchctl][client]") {
     std::ostringstream err;
     CHECK(execute(inv, client, out, err) == exit_usage);
     CHECK(err.str().rfind("dispatchctl: cannot use endpoint", 0) == 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// tasks filters and paging, report.
+
+namespace {
+
+const protocol::list_tasks& tasks_query(const parse_result& r) {
+  INFO(r.err);
+  REQUIRE(r.run);
+  const auto* q = std::get_if<protocol::list_tasks>(&r.run->request);
+  REQUIRE(q);
+  return *q;
+}
+
+// A ROUTER that answers `requests` `tasks` requests from a fixed set of tasks, as the store
+// pages them (pages of at most `page_size`, which may be less than the limit asked, with `next`
+// set when a page is full); request number `fail_at` (1-based, 0 = none) gets an error instead.
+class paging_dispatcher {
+ public:
+  paging_dispatcher(zmq::context_t& context, std::vector<task> tasks, std::size_t requests,
+                    std::size_t page_size, std::size_t fail_at = 0)
+      : router_(context, zmq::socket_type::router) {
+    router_.set(zmq::sockopt::linger, 0);
+    router_.bind("tcp://127.0.0.1:*");
+    endpoint_ = router_.get(zmq::sockopt::last_endpoint);
+    thread_ = std::thread([this, tasks = std::move(tasks), requests, page_size, fail_at] {
+      for (std::size_t n = 1; n <= requests; ++n) {
+        zmq::pollitem_t item{router_.handle(), 0, ZMQ_POLLIN, 0};
+        if (zmq::poll(&item, 1, 5s) <= 0) return;
+        std::vector<zmq::message_t> parts;
+        if (!zmq::recv_multipart(router_, std::back_inserter(parts))) return;
+        protocol::request request;
+        protocol::decode_failure why;
+        const auto& body = parts.back();
+        if (!protocol::decode(std::string_view(body.data<char>(), body.size()), request, why))
+          return;
+        const auto* q = std::get_if<protocol::list_tasks>(&request.body);
+        if (q == nullptr) return;
+        queries_.push_back(*q);
+        protocol::reply reply{request.id, protocol::ok{}};
+        if (n == fail_at) {
+          reply.body = protocol::error{protocol::error_code::storage, "disk on fire"};
+        } else {
+          reply.body = page(tasks, *q, std::min<std::size_t>(page_size, q->limit));
+        }
+        std::string bytes;
+        protocol::encode(reply, bytes);
+        router_.send(zmq::buffer(parts.front().to_string()), zmq::send_flags::sndmore);
+        router_.send(zmq::buffer(bytes), zmq::send_flags::none);
+      }
+    });
+  }
+  ~paging_dispatcher() {
+    if (thread_.joinable()) thread_.join();
+  }
+  paging_dispatcher(const paging_dispatcher&) = delete;
+  paging_dispatcher& operator=(const paging_dispatcher&) = delete;
+
+  const std::string& endpoint() const { return endpoint_; }
+  void join() { thread_.join(); }
+  const std::vector<protocol::list_tasks>& queries() const { return queries_; }  // after join
+
+ private:
+  static protocol::task_list page(std::vector<task> tasks, const protocol::list_tasks& q,
+                                  std::size_t size) {
+    std::sort(tasks.begin(), tasks.end(), [&](const task& a, const task& b) {
+      return q.oldest_first ? a.id < b.id : a.id > b.id;
+    });
+    protocol::task_list out;
+    for (const auto& t : tasks) {
+      if (q.after != 0 && (q.oldest_first ? t.id <= q.after : t.id >= q.after)) continue;
+      if (out.tasks.size() == size) break;
+      out.tasks.push_back(t);
+    }
+    if (out.tasks.size() == size) out.next = out.tasks.back().id;
+    return out;
+  }
+
+  zmq::socket_t router_;
+  std::string endpoint_;
+  std::vector<protocol::list_tasks> queries_;
+  std::thread thread_;
+};
+
+task numbered_task(task_id id) {
+  task t = sample_task();
+  t.id = id;
+  t.status = task_status::completed;
+  return t;
+}
+
+// The fixed set of the report tests; times are offsets from known_time
+// (2026-11-21T05:40:25.123Z).
+std::vector<task> report_tasks() {
+  std::vector<task> out;
+  const auto add = [&](task_id id, const char* project, const char* type, const char* worker,
+                       task_status st, std::uint32_t attempts, std::uint32_t failures,
+                       millis created, millis assigned, millis finished, const char* error) {
+    task t;
+    t.id = id;
+    t.project = project;
+    t.type = type;
+    t.worker = worker;
+    t.status = st;
+    t.attempts = attempts;
+    t.failures = failures;
+    t.created_at = known_time + created;
+    t.assigned_at = assigned < 0 ? 0 : known_time + assigned;
+    t.finished_at = known_time + finished;
+    t.error = error;
+    out.push_back(std::move(t));
+  };
+  add(1, "alpha", "resize", "w1", task_status::completed, 1, 0, 0, 1000, 4000, "");
+  add(2, "beta", "mail,urgent", "w2", task_status::failed, 3, 3, 0, 500, 1500,
+      "boom \"bad\"\nline2");
+  add(3, "alpha", "resize", "", task_status::cancelled, 0, 0, 10, -1, 20, "");  // never assigned
+  add(4, "alpha", "resize", "w1", task_status::dead, 3, 3, 0, 100, 101, "timeout");
+  return out;
+}
+
+const std::string report_csv =
+    "id,project,type,worker,status,attempts,failures,created_at,assigned_at,finished_at,"
+    "wait_ms,run_ms,error\n"
+    "1,alpha,resize,w1,completed,1,0,2026-11-21T05:40:25.123Z,2026-11-21T05:40:26.123Z,"
+    "2026-11-21T05:40:29.123Z,1000,3000,\n"
+    "2,beta,\"mail,urgent\",w2,failed,3,3,2026-11-21T05:40:25.123Z,2026-11-21T05:40:25.623Z,"
+    "2026-11-21T05:40:26.623Z,500,1000,\"boom \"\"bad\"\"\nline2\"\n"
+    "3,alpha,resize,,cancelled,0,0,2026-11-21T05:40:25.133Z,,2026-11-21T05:40:25.143Z,,,\n"
+    "4,alpha,resize,w1,dead,3,3,2026-11-21T05:40:25.123Z,2026-11-21T05:40:25.223Z,"
+    "2026-11-21T05:40:25.224Z,100,1,timeout\n"
+    "\n"
+    "scope,name,tasks,completed,failed,dead,cancelled,run_ms_total,run_ms_avg\n"
+    "all,,4,1,1,1,1,4001,1334\n"
+    "project,alpha,3,1,0,1,1,3001,1501\n"
+    "project,beta,1,0,1,0,0,1000,1000\n"
+    "worker,,1,0,0,0,1,0,\n"
+    "worker,w1,2,1,0,1,0,3001,1501\n"
+    "worker,w2,1,0,1,0,0,1000,1000\n";
+
+}  // namespace
+
+TEST_CASE("time filter bounds: absolute, +DURATION and -DURATION", "[dispatchctl][time]") {
+  using opt = std::optional<millis>;
+  const millis now = known_time;
+  CHECK(parse_time_filter("2026-11-21T05:40:25.123Z", now) == opt(known_time));
+  CHECK(parse_time_filter("1795239625123", now) == opt(known_time));
+  CHECK(parse_time_filter("-1h", now) == opt(now - 3'600'000));
+  CHECK(parse_time_filter("-250", now) == opt(now - 250));
+  CHECK(parse_time_filter("+30m", now) == opt(now + 1'800'000));
+  CHECK(parse_time_filter("-0s", now) == opt(now));
+  CHECK(parse_time_filter("+0s", now) == opt(now));
+  CHECK_FALSE(parse_time_filter("-", now));
+  CHECK_FALSE(parse_time_filter("--1h", now));
+  CHECK_FALSE(parse_time_filter("-1 h", now));
+  CHECK_FALSE(parse_time_filter("-1000000h", now));  // before the epoch
+  CHECK_FALSE(parse_time_filter("0", now));
+  CHECK_FALSE(parse_time_filter("yesterday", now));
+  CHECK_FALSE(parse_time_filter("", now));
+}
+
+TEST_CASE("tasks filters and paging flags parse into the exact request", "[dispatchctl][cli]") {
+  const millis now = known_time;
+  SECTION("every flag") {
+    const auto r = parse_at(
+        now, {"tasks", "--project", "alpha", "--status", "failed", "--type", "resize",
+              "--worker", "w-1", "--priority-min", "-3", "--priority-max", "7",
+              "--created-from", "2026-11-20T00:00:00Z", "--created-to", "1795239625123",
+              "--finished-from", "-2h", "--finished-to=+30m", "--text", "Nightly Report",
+              "--limit", "250", "--after", "9001", "--oldest"});
+    const auto& q = tasks_query(r);
+    protocol::list_tasks expected;
+    expected.project = "alpha";
+    expected.status = task_status::failed;
+    expected.type = "resize";
+    expected.worker = "w-1";
+    expected.priority_min = -3;
+    expected.priority_max = 7;
+    expected.created_from = *parse_rfc3339("2026-11-20T00:00:00Z");
+    expected.created_to = 1795239625123;
+    expected.finished_from = now - 7'200'000;
+    expected.finished_to = now + 1'800'000;
+    expected.text = "Nightly Report";
+    expected.limit = 250;
+    expected.after = 9001;
+    expected.oldest_first = true;
+    CHECK(q.project == expected.project);
+    CHECK(q.status == expected.status);
+    CHECK(q.type == expected.type);
+    CHECK(q.worker == expected.worker);
+    CHECK(q.priority_min == expected.priority_min);
+    CHECK(q.priority_max == expected.priority_max);
+    CHECK(q.created_from == expected.created_from);
+    CHECK(q.created_to == expected.created_to);
+    CHECK(q.finished_from == expected.finished_from);
+    CHECK(q.finished_to == expected.finished_to);
+    CHECK(q.text == expected.text);
+    CHECK(q.limit == expected.limit);
+    CHECK(q.after == expected.after);
+    CHECK(q.oldest_first == expected.oldest_first);
+    CHECK_FALSE(r.run->all_pages);
+    CHECK_FALSE(r.run->report);
+    // And the same bytes on the wire as the request built by hand.
+    std::string sent, wanted;
+    protocol::encode(protocol::request{1, q}, sent);
+    protocol::encode(protocol::request{1, expected}, wanted);
+    CHECK(sent == wanted);
+  }
+  SECTION("nothing but the command: no filter, newest first, 100 a page") {
+    const auto r = parse_at(now, {"tasks"});
+    const auto& q = tasks_query(r);
+    std::string sent, wanted;
+    protocol::encode(protocol::request{1, q}, sent);
+    protocol::encode(protocol::request{1, protocol::list_tasks{}}, wanted);
+    CHECK(sent == wanted);
+  }
+  SECTION("--all") {
+    const auto r = parse_at(now, {"tasks", "--all", "--limit", "1000", "--project", "p"});
+    CHECK(r.run->all_pages);
+    CHECK(tasks_query(r).limit == 1000);
+  }
+  SECTION("submit --title and --description") {
+    const auto spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--title",
+                                            "Nightly report", "--description", "Sums, by day"}));
+    CHECK(spec.title == "Nightly report");
+    CHECK(spec.description == "Sums, by day");
+  }
+  SECTION("report") {
+    auto r = parse_at(now, {"report", "--from", "-24h", "--to", "2026-11-21T05:40:25.123Z",
+                            "--project", "alpha"});
+    auto q = tasks_query(r);
+    CHECK(q.finished_from == now - 86'400'000);
+    CHECK(q.finished_to == known_time);
+    CHECK(q.project == std::optional<std::string>("alpha"));
+    CHECK(q.oldest_first);
+    CHECK(q.limit == report_page_size);
+    CHECK(q.after == 0);
+    CHECK_FALSE(q.status);
+    REQUIRE(r.run->report);
+    CHECK(r.run->report->format == report_format::csv);
+
+    r = parse_at(now, {"report", "--from", "1", "--to", "2", "--format", "json"});
+    CHECK(r.run->report->format == report_format::json);
+    CHECK_FALSE(tasks_query(r).project);
+    r = parse_at(now, {"report", "--from", "1", "--to", "2", "--json"});
+    CHECK(r.run->report->format == report_format::json);
+    r = parse_at(now, {"--json", "report", "--from", "1", "--to", "2", "--format", "csv"});
+    CHECK(r.run->report->format == report_format::csv);
+  }
+  SECTION("bad values exit 2 naming what is wrong") {
+    const std::string long_text(257, 'x');
+    const std::string long_description(4097, 'x');
+    const std::vector<std::pair<std::vector<const char*>, std::string>> cases = {
+        {{"tasks", "--priority-min", "high"}, "--priority-min"},
+        {{"tasks", "--priority-max", "2147483648"}, "--priority-max"},
+        {{"tasks", "--created-from", "yesterday"}, "--created-from"},
+        {{"tasks", "--created-to", "0"}, "--created-to"},
+        {{"tasks", "--finished-from", "-1x"}, "--finished-from"},
+        {{"tasks", "--finished-to", "2026-11-21T10:00:00+01:00"}, "--finished-to"},
+        {{"tasks", "--text", long_text.c_str()}, "--text"},
+        {{"tasks", "--after", "0"}, "--after"},
+        {{"tasks", "--after", "-4"}, "--after"},
+        {{"tasks", "--limit", "10001"}, "--limit"},
+        {{"submit", "--project", "p", "--type", "t", "--title", long_text.c_str()}, "--title"},
+        {{"submit", "--project", "p", "--type", "t", "--description", long_description.c_str()},
+         "--description"},
+        {{"report", "--to", "2"}, "--from"},
+        {{"report", "--from", "1"}, "--to"},
+        {{"report", "--from", "5", "--to", "5"}, "--to"},
+        {{"report", "--from", "-1h", "--to", "-2h"}, "--to"},
+        {{"report", "--from", "1", "--to", "2", "--format", "xml"}, "--format"},
+    };
+    for (const auto& [args, option] : cases) {
+      const auto r = parse_at(now, args);
+      INFO(args.front() << " " << args[1] << "\n" << r.err);
+      CHECK_FALSE(r.run);
+      CHECK(r.exit_code == exit_usage);
+      CHECK(r.err.rfind("dispatchctl: ", 0) == 0);
+      CHECK(r.err.find(option) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("a tasks page that may have more ends with the cursor", "[dispatchctl][commands]") {
+  protocol::task_list page;
+  page.tasks = {numbered_task(9), numbered_task(8)};
+  page.next = 8;
+  const auto human = print(protocol::list_tasks{}, false, page);
+  CHECK(human.code == exit_ok);
+  CHECK(lines_of(human.out).size() == 4);
+  CHECK(lines_of(human.out).back() == "next page: --after 8");
+  // --json keeps its shape: the array only.
+  const auto machine = print(protocol::list_tasks{}, true, page);
+  CHECK(json::parse(machine.out) == tasks_json(page.tasks));
+  page.next = 0;
+  CHECK(lines_of(print(protocol::list_tasks{}, false, page).out).size() == 3);
+}
+
+TEST_CASE("the report writes rows and totals as CSV", "[dispatchctl][report]") {
+  std::ostringstream out;
+  report_writer w(report_format::csv, out);
+  w.begin();
+  for (const auto& t : report_tasks()) w.add(t);
+  w.finish();
+  CHECK(out.str() == report_csv);
+
+  std::ostringstream empty;
+  report_writer none(report_format::csv, empty);
+  none.begin();
+  none.finish();
+  CHECK(empty.str() ==
+        "id,project,type,worker,status,attempts,failures,created_at,assigned_at,finished_at,"
+        "wait_ms,run_ms,error\n\nscope,name,tasks,completed,failed,dead,cancelled,"
+        "run_ms_total,run_ms_avg\nall,,0,0,0,0,0,0,\n");
+}
+
+TEST_CASE("the report writes rows and totals as one JSON object", "[dispatchctl][report]") {
+  std::ostringstream out;
+  report_writer w(report_format::json, out);
+  w.begin();
+  for (const auto& t : report_tasks()) w.add(t);
+  w.finish();
+  const std::string text = out.str();
+  INFO(text);
+  REQUIRE(json::accept(text));
+  const json doc = json::parse(text);
+  const json expected = json::parse(R"({
+    "tasks": [
+      {"id": 1, "project": "alpha", "type": "resize", "worker": "w1", "status": "completed",
+       "attempts": 1, "failures": 0, "created_at": "2026-11-21T05:40:25.123Z",
+       "assigned_at": "2026-11-21T05:40:26.123Z", "finished_at": "2026-11-21T05:40:29.123Z",
+       "wait_ms": 1000, "run_ms": 3000, "error": ""},
+      {"id": 2, "project": "beta", "type": "mail,urgent", "worker": "w2", "status": "failed",
+       "attempts": 3, "failures": 3, "created_at": "2026-11-21T05:40:25.123Z",
+       "assigned_at": "2026-11-21T05:40:25.623Z", "finished_at": "2026-11-21T05:40:26.623Z",
+       "wait_ms": 500, "run_ms": 1000, "error": "boom \"bad\"\nline2"},
+      {"id": 3, "project": "alpha", "type": "resize", "worker": null, "status": "cancelled",
+       "attempts": 0, "failures": 0, "created_at": "2026-11-21T05:40:25.133Z",
+       "assigned_at": null, "finished_at": "2026-11-21T05:40:25.143Z",
+       "wait_ms": null, "run_ms": null, "error": ""},
+      {"id": 4, "project": "alpha", "type": "resize", "worker": "w1", "status": "dead",
+       "attempts": 3, "failures": 3, "created_at": "2026-11-21T05:40:25.123Z",
+       "assigned_at": "2026-11-21T05:40:25.223Z", "finished_at": "2026-11-21T05:40:25.224Z",
+       "wait_ms": 100, "run_ms": 1, "error": "timeout"}
+    ],
+    "totals": {
+      "all": {"tasks": 4, "completed": 1, "failed": 1, "dead": 1, "cancelled": 1,
+              "run_ms_total": 4001, "run_ms_avg": 1334},
+      "projects": [
+        {"project": "alpha", "tasks": 3, "completed": 1, "failed": 0, "dead": 1, "cancelled": 1,
+         "run_ms_total": 3001, "run_ms_avg": 1501},
+        {"project": "beta", "tasks": 1, "completed": 0, "failed": 1, "dead": 0, "cancelled": 0,
+         "run_ms_total": 1000, "run_ms_avg": 1000}
+      ],
+      "workers": [
+        {"worker": null, "tasks": 1, "completed": 0, "failed": 0, "dead": 0, "cancelled": 1,
+         "run_ms_total": 0, "run_ms_avg": null},
+        {"worker": "w1", "tasks": 2, "completed": 1, "failed": 0, "dead": 1, "cancelled": 0,
+         "run_ms_total": 3001, "run_ms_avg": 1501},
+        {"worker": "w2", "tasks": 1, "completed": 0, "failed": 1, "dead": 0, "cancelled": 0,
+         "run_ms_total": 1000, "run_ms_avg": 1000}
+      ]
+    }
+  })");
+  CHECK(doc == expected);
+  // Written as it goes: the opening, then one row a line.
+  const auto lines = lines_of(text);
+  REQUIRE(lines.size() > 6);
+  CHECK(lines[0] == "{\"tasks\": [");
+  for (std::size_t i = 1; i <= 4; ++i) {
+    std::string row = lines[i];
+    if (i < 4) {
+      REQUIRE(row.back() == ',');
+      row.pop_back();
+    }
+    CHECK(json::parse(row)["id"] == i);
+  }
+
+  std::ostringstream empty;
+  report_writer none(report_format::json, empty);
+  none.begin();
+  none.finish();
+  REQUIRE(json::accept(empty.str()));
+  CHECK(json::parse(empty.str())["tasks"] == json::array());
+  CHECK(json::parse(empty.str())["totals"]["all"]["tasks"] == 0);
+}
+
+TEST_CASE("tasks --all and report follow the pages to the end", "[dispatchctl][commands]") {
+  zmq::context_t context;
+  const auto run = [&](const std::string& endpoint, std::vector<const char*> args) {
+    args.push_back("--endpoint");
+    args.push_back(endpoint.c_str());
+    const auto parsed = parse_at(known_time, args);
+    INFO(parsed.err);
+    REQUIRE(parsed.run);
+    admin_client client(context, parsed.run->endpoint, 2s);
+    std::ostringstream out, err;
+    const int code = execute(*parsed.run, client, out, err);
+    return printed{code, out.str(), err.str()};
+  };
+  std::vector<task> five;
+  for (task_id id = 1; id <= 5; ++id) five.push_back(numbered_task(id));
+
+  SECTION("--json: the array one request would give") {
+    paging_dispatcher server(context, five, 3, 2);
+    const auto r = run(server.endpoint(), {"tasks", "--all", "--limit", "2", "--json"});
+    server.join();
+    CHECK(r.code == exit_ok);
+    std::vector<task> newest(five.rbegin(), five.rend());
+    CHECK(r.out == dump_json(tasks_json(newest)) + "\n");
+    REQUIRE(server.queries().size() == 3);
+    CHECK(server.queries()[0].after == 0);
+    CHECK(server.queries()[1].after == 4);
+    CHECK(server.queries()[2].after == 2);
+  }
+  SECTION("table: the header once") {
+    paging_dispatcher server(context, five, 3, 2);
+    const auto r = run(server.endpoint(), {"tasks", "--all", "--limit", "2", "--oldest"});
+    server.join();
+    CHECK(r.code == exit_ok);
+    const auto lines = lines_of(r.out);
+    REQUIRE(lines.size() == 6);
+    CHECK(lines[0].rfind("ID", 0) == 0);
+    for (std::size_t i = 1; i < 6; ++i) CHECK(lines[i].rfind(std::to_string(i), 0) == 0);
+    CHECK(server.queries()[1].oldest_first);
+  }
+  SECTION("nothing at all") {
+    paging_dispatcher server(context, {}, 1, 2);
+    const auto r = run(server.endpoint(), {"tasks", "--all", "--json"});
+    server.join();
+    CHECK(r.out == "[]\n");
+  }
+  SECTION("report over pages smaller than asked") {
+    paging_dispatcher server(context, report_tasks(), 3, 2);
+    const auto r = run(server.endpoint(),
+                       {"report", "--from", "2026-11-21T00:00:00Z", "--to", "-0s"});
+    server.join();
+    CHECK(r.code == exit_ok);
+    CHECK(r.err.empty());
+    CHECK(r.out == report_csv);
+    REQUIRE(server.queries().size() == 3);
+    for (const auto& q : server.queries()) {
+      CHECK(q.finished_from == *parse_rfc3339("2026-11-21T00:00:00Z"));
+      CHECK(q.finished_to == known_time);
+      CHECK(q.oldest_first);
+      CHECK(q.limit == report_page_size);
+    }
+  }
+  SECTION("a failed page stops the report with exit 1") {
+    paging_dispatcher server(context, report_tasks(), 2, 2, /*fail_at=*/2);
+    const auto r = run(server.endpoint(), {"report", "--from", "1", "--to", "2"});
+    server.join();
+    CHECK(r.code == exit_failure);
+    CHECK(r.err == "dispatchctl: storage: disk on fire\n");
+    // The header and the first page's two rows; no totals.
+    CHECK(r.out == report_csv.substr(0, report_csv.find("3,alpha")));
   }
 }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cerrno>
 #include <filesystem>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <iterator>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -137,9 +139,20 @@ void transition(task_store& s, task& t, task_status to) {
   apply(s, b);
 }
 
+// The filters the first queries had: project, status and a limit.
+task_filter filter_of(std::optional<std::string> project, std::optional<task_status> status,
+                      std::uint32_t limit) {
+  task_filter f;
+  f.project = std::move(project);
+  f.status = status;
+  f.limit = limit;
+  return f;
+}
+
 std::vector<task> list(task_store& s, const task_filter& f) {
   std::vector<task> out;
-  const status st = s.list(f, out);
+  task_id next = 0;
+  const status st = s.list(f, out, next);
   INFO(st.to_string());
   REQUIRE(st.is_ok());
   return out;
@@ -174,12 +187,13 @@ task finished_task(task_id id, const std::string& project, task_status st, milli
 class raw_store_writer {
  public:
   // The column families of the release before "idempotency", in its order; with_idempotency
-  // adds that one as the current release has it.
-  static constexpr std::size_t live = 1, done = 2, meta = 3, idempotency = 5;
+  // adds that one as the release before "index" had it, with_index that one too.
+  static constexpr std::size_t live = 1, done = 2, meta = 3, idempotency = 5, index = 6;
 
-  raw_store_writer(const std::string& dir, bool with_idempotency) {
-    std::vector<std::string> names = {"default", "live", "done", "meta", "projects", "idempotency"};
-    if (!with_idempotency) names.pop_back();
+  raw_store_writer(const std::string& dir, bool with_idempotency, bool with_index = false) {
+    std::vector<std::string> names = {"default", "live", "done", "meta", "projects"};
+    if (with_idempotency) names.push_back("idempotency");
+    if (with_index) names.push_back("index");
     rocksdb::DBOptions options;
     options.create_if_missing = true;
     options.create_missing_column_families = true;
@@ -291,7 +305,7 @@ TEST_CASE("status changes move tasks between live and done", "[task_store]") {
     task got;
     REQUIRE(store->get(1, got).is_ok());
     REQUIRE(got.status == task_status::completed);
-    REQUIRE(ids(list(*store, {std::nullopt, task_status::completed, 100})) ==
+    REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::completed, 100))) ==
             std::vector<task_id>{1});
 
     // A later admin retry brings a finished task back to the live set.
@@ -302,8 +316,8 @@ TEST_CASE("status changes move tasks between live and done", "[task_store]") {
   REQUIRE(ids(r.live) == std::vector<task_id>{1, 3});
   REQUIRE(r.live[0].status == task_status::pending);
   // Gone from "done": no stale completed copy left behind.
-  REQUIRE(list(*store, {std::nullopt, task_status::completed, 100}).empty());
-  REQUIRE(ids(list(*store, {std::nullopt, task_status::cancelled, 100})) ==
+  REQUIRE(list(*store, filter_of(std::nullopt, task_status::completed, 100)).empty());
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::cancelled, 100))) ==
           std::vector<task_id>{2});
   REQUIRE(ids(list(*store, {})) == std::vector<task_id>{3, 2, 1});
 }
@@ -451,17 +465,17 @@ TEST_CASE("list returns newest first with project and status filters and a limit
 
   using v = std::vector<task_id>;
   REQUIRE(ids(list(*store, {})) == v{10, 9, 8, 7, 6, 5, 4, 3, 2, 1});
-  REQUIRE(ids(list(*store, {std::nullopt, std::nullopt, 3})) == v{10, 9, 8});
-  REQUIRE(ids(list(*store, {"a", std::nullopt, 100})) == v{9, 7, 5, 3, 1});
-  REQUIRE(ids(list(*store, {"b", std::nullopt, 2})) == v{10, 8});
-  REQUIRE(ids(list(*store, {std::nullopt, task_status::pending, 100})) == v{10, 5, 1});
-  REQUIRE(ids(list(*store, {std::nullopt, task_status::running, 100})) == v{8, 3});
-  REQUIRE(ids(list(*store, {std::nullopt, task_status::completed, 100})) == v{7, 2});
-  REQUIRE(ids(list(*store, {"a", task_status::completed, 100})) == v{7});
-  REQUIRE(ids(list(*store, {"b", task_status::pending, 1})) == v{10});
-  REQUIRE(list(*store, {"c", std::nullopt, 100}).empty());
-  REQUIRE(list(*store, {std::nullopt, std::nullopt, 0}).empty());
-  const auto newest = list(*store, {std::nullopt, std::nullopt, 1});
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, std::nullopt, 3))) == v{10, 9, 8});
+  REQUIRE(ids(list(*store, filter_of("a", std::nullopt, 100))) == v{9, 7, 5, 3, 1});
+  REQUIRE(ids(list(*store, filter_of("b", std::nullopt, 2))) == v{10, 8});
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::pending, 100))) == v{10, 5, 1});
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::running, 100))) == v{8, 3});
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::completed, 100))) == v{7, 2});
+  REQUIRE(ids(list(*store, filter_of("a", task_status::completed, 100))) == v{7});
+  REQUIRE(ids(list(*store, filter_of("b", task_status::pending, 1))) == v{10});
+  REQUIRE(list(*store, filter_of("c", std::nullopt, 100)).empty());
+  REQUIRE(list(*store, filter_of(std::nullopt, std::nullopt, 0)).empty());
+  const auto newest = list(*store, filter_of(std::nullopt, std::nullopt, 1));
   REQUIRE(newest.size() == 1);
   require_same(newest[0], make_task(10, "b", task_status::pending));
 }
@@ -553,7 +567,7 @@ TEST_CASE("a batch of 10,000 tasks applies and recovers", "[task_store]") {
   REQUIRE(r.last_id == n);
   REQUIRE(r.counts.at("a") == make_counts(n / 2, 0, 0, 0, 0, 0));
   REQUIRE(r.counts.at("b") == make_counts(n / 2, 0, 0, 0, 0, 0));
-  REQUIRE(ids(list(*store, {"a", task_status::pending, 2})) == std::vector<task_id>{9999, 9997});
+  REQUIRE(ids(list(*store, filter_of("a", task_status::pending, 2))) == std::vector<task_id>{9999, 9997});
 }
 
 TEST_CASE("one batch may change the same task several times", "[task_store]") {
@@ -601,7 +615,7 @@ TEST_CASE("scheduled tasks are live: recovered, counted and listed", "[task_stor
   require_same(r.live[0], later);
   require_same(r.live[1], retry);
   REQUIRE(r.counts.at("p") == make_counts(0, 0, 0, 0, 0, 0, 2));
-  REQUIRE(ids(list(*store, {"p", task_status::scheduled, 100})) == std::vector<task_id>{2, 1});
+  REQUIRE(ids(list(*store, filter_of("p", task_status::scheduled, 100))) == std::vector<task_id>{2, 1});
 
   // Its time comes: scheduled -> pending stays in the live set.
   transition(*store, later, task_status::pending);
@@ -851,7 +865,7 @@ TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_s
   REQUIRE(tasks_removed == 9);  // the ten odd ids but 3, which remove_task took
   REQUIRE(keys_removed == 3);
   REQUIRE(store->counts().at("p") == make_counts(1, 0, 10, 0, 0, 0));
-  REQUIRE(ids(list(*store, {std::nullopt, task_status::completed, 100})) ==
+  REQUIRE(ids(list(*store, filter_of(std::nullopt, task_status::completed, 100))) ==
           std::vector<task_id>{20, 18, 16, 14, 12, 10, 8, 6, 4, 2});
 
   // A new round starts from the beginning: a low id finished since is reached.
@@ -1007,4 +1021,567 @@ TEST_CASE("a write RocksDB refuses fails apply() and purge() and changes nothing
   REQUIRE(r.counts.at("p") == make_counts(r.live.size(), 0, 1, 0, 0, 0));
   task got;
   REQUIRE(store->get(2, got).is_ok());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queries: filters, paging and the index of finished tasks.
+
+namespace {
+
+// Every key of the "index" column family, read with RocksDB directly (the store must be
+// closed).
+std::vector<std::string> raw_index_keys(const std::string& dir) {
+  std::vector<std::string> names;
+  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
+  rocksdb::DB* raw_db = nullptr;
+  const auto s =
+      rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &raw_handles, &raw_db);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles;
+  for (auto* h : raw_handles) handles.emplace_back(h);
+  std::vector<std::string> keys;
+  const auto at = std::find(names.begin(), names.end(), "index");
+  REQUIRE(at != names.end());
+  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(
+      rocksdb::ReadOptions(), handles[static_cast<std::size_t>(at - names.begin())].get()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) keys.push_back(it->key().ToString());
+  REQUIRE(it->status().ok());
+  handles.clear();  // before the database
+  return keys;
+}
+
+// How many index keys name task `id` (they all end in its big-endian id).
+std::size_t entries_of(const std::vector<std::string>& keys, task_id id) {
+  const std::string suffix = be64(id);
+  return static_cast<std::size_t>(
+      std::count_if(keys.begin(), keys.end(), [&](const std::string& k) {
+        return k.size() > 8 && k.compare(k.size() - 8, 8, suffix) == 0;
+      }));
+}
+
+// A finished task with a worker, created and finished_at has: project, type, worker, status,
+// and one entry per bucket size (4) for each of the two times.
+constexpr std::size_t full_entries = 4 + 2 * 4;
+
+struct page_result {
+  std::vector<task> tasks;
+  task_id next = 0;
+  query_stats stats;
+};
+
+page_result query(task_store& s, const task_filter& f) {
+  page_result r;
+  const status st = s.list(f, r.tasks, r.next, &r.stats);
+  INFO(st.to_string());
+  REQUIRE(st.is_ok());
+  return r;
+}
+
+// Every page of `f` (limit = page size) from the start, followed through `next`.
+std::vector<task_id> all_pages(task_store& s, task_filter f) {
+  std::vector<task_id> out;
+  f.after = 0;
+  for (int pages = 0; pages < 100000; ++pages) {
+    const auto page = query(s, f);
+    REQUIRE(page.tasks.size() <= f.limit);
+    for (const auto& t : page.tasks) out.push_back(t.id);
+    if (page.next == 0) return out;
+    REQUIRE(page.next == page.tasks.back().id);
+    f.after = page.next;
+  }
+  FAIL("paging does not end");
+  return out;
+}
+
+bool has_folded(const std::string& field, const std::string& text) {
+  const auto lower = [](std::string s) {
+    for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+  };
+  return lower(field).find(lower(text)) != std::string::npos;
+}
+
+// The filter semantics, spelled out independently of the store.
+bool reference_match(const task& t, const task_filter& f) {
+  const auto in = [](millis v, millis from, millis to) {
+    if (from == 0 && to == 0) return true;
+    return v != 0 && (from == 0 || v >= from) && (to == 0 || v < to);
+  };
+  if (f.project && t.project != *f.project) return false;
+  if (f.status && t.status != *f.status) return false;
+  if (f.type && t.type != *f.type) return false;
+  if (f.worker && t.worker != *f.worker) return false;
+  if (f.priority_min && t.priority < *f.priority_min) return false;
+  if (f.priority_max && t.priority > *f.priority_max) return false;
+  if (!in(t.created_at, f.created_from, f.created_to)) return false;
+  if (!in(t.finished_at, f.finished_from, f.finished_to)) return false;
+  if (!f.text.empty() && !has_folded(t.type, f.text) && !has_folded(t.title, f.text) &&
+      !has_folded(t.description, f.text))
+    return false;
+  return true;
+}
+
+std::vector<task_id> reference_ids(const std::vector<task>& all, const task_filter& f) {
+  std::vector<task_id> out;
+  for (const auto& t : all)
+    if (reference_match(t, f)) out.push_back(t.id);
+  std::sort(out.begin(), out.end());
+  if (!f.oldest_first) std::reverse(out.begin(), out.end());
+  return out;
+}
+
+constexpr millis query_base = 1'700'000'000'000;
+
+// Tasks whose attributes vary independently: 6 projects, 5 types, 7 statuses, workers (or
+// none), priorities -5..5, created over ~11.5 days out of id order, finished 0..36 h later,
+// some titles and descriptions.
+std::vector<task> varied_tasks(task_id count) {
+  const char* const projects[] = {"alpha", "beta", "gamma", "delta", "eps", "zeta"};
+  const char* const types[] = {"resize", "Encode", "mail", "crawl", "sum"};
+  const char* const workers[] = {"", "w1", "w2", "w3", "w4", "w5"};
+  const task_status statuses[] = {task_status::pending,   task_status::running,
+                                  task_status::completed, task_status::failed,
+                                  task_status::dead,      task_status::cancelled,
+                                  task_status::scheduled, task_status::completed};
+  std::vector<task> out;
+  for (task_id id = 1; id <= count; ++id) {
+    task t = make_task(id, projects[id % 6]);
+    t.type = types[(id / 6) % 5];
+    t.priority = static_cast<std::int32_t>(id % 11) - 5;
+    t.status = statuses[(id * 5) % 8];
+    t.worker = workers[(id / 2) % 6];
+    t.created_at = query_base + static_cast<millis>((id * 7919) % 997) * 1'000'000;
+    t.finished_at =
+        is_final(t.status) ? t.created_at + static_cast<millis>(id % 13) * 10'800'000 : 0;
+    if (id % 5 == 0) t.title = "Nightly Report " + std::to_string(id);
+    t.description = id % 7 == 0 ? "contains the NEEDLE word" : "plain";
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void store_all(task_store& s, const std::vector<task>& tasks) {
+  write_batch b;
+  for (const auto& t : tasks) {
+    b.put_task(t, std::nullopt);
+    if (b.size() == 5000) {
+      apply(s, b);
+      b.clear();
+    }
+  }
+  if (!b.empty()) apply(s, b);
+}
+
+task_filter any_filter(std::uint32_t limit = 10000) {
+  task_filter f;
+  f.limit = limit;
+  return f;
+}
+
+}  // namespace
+
+TEST_CASE("the index follows a task into done and out of it by retry, remove and purge",
+          "[task_store][query]") {
+  temp_dir tmp;
+  task t = make_task(1, "p", task_status::running);
+  t.worker = "w1";
+  task other = finished_task(2, "q", task_status::completed, 1'700'000'100'000);
+  other.worker = "w2";
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    b.put_task(t, std::nullopt);
+    b.put_task(other, std::nullopt);
+    apply(*store, b);
+  }
+  REQUIRE(entries_of(raw_index_keys(tmp.store()), 1) == 0);  // live: not indexed
+  REQUIRE(entries_of(raw_index_keys(tmp.store()), 2) == full_entries);
+
+  const millis first_finish = 1'700'000'050'000;
+  {
+    auto store = open_store(tmp.store());
+    t.finished_at = first_finish;
+    transition(*store, t, task_status::failed);
+  }
+  {
+    const auto keys = raw_index_keys(tmp.store());
+    REQUIRE(entries_of(keys, 1) == full_entries);
+    REQUIRE(std::count(keys.begin(), keys.end(), std::string("S\x03", 2) + be64(1)) == 1);
+  }
+
+  // Retried as the dispatcher does it: finished_at cleared, the stored one passed along.
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    t.finished_at = 0;
+    t.status = task_status::pending;
+    b.put_task(t, task_status::failed, first_finish);
+    apply(*store, b);
+    task_filter f = any_filter();
+    f.project = "p";
+    REQUIRE(ids(list(*store, f)) == std::vector<task_id>{1});  // from "live" now
+  }
+  REQUIRE(entries_of(raw_index_keys(tmp.store()), 1) == 0);
+
+  // Finished again, then its status changes while finished: only the status entry moves.
+  {
+    auto store = open_store(tmp.store());
+    t.finished_at = first_finish + 1000;
+    transition(*store, t, task_status::dead);
+    transition(*store, t, task_status::cancelled);
+  }
+  {
+    const auto keys = raw_index_keys(tmp.store());
+    REQUIRE(entries_of(keys, 1) == full_entries);
+    REQUIRE(std::count(keys.begin(), keys.end(), std::string("S\x04", 2) + be64(1)) == 0);
+    REQUIRE(std::count(keys.begin(), keys.end(), std::string("S\x05", 2) + be64(1)) == 1);
+  }
+
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    b.remove_task(t);
+    apply(*store, b);
+  }
+  REQUIRE(entries_of(raw_index_keys(tmp.store()), 1) == 0);
+  REQUIRE(entries_of(raw_index_keys(tmp.store()), 2) == full_entries);
+
+  {
+    auto store = open_store(tmp.store());
+    REQUIRE(purge(*store, 1'700'000'100'001, 0, 100).tasks_removed == 1);
+  }
+  REQUIRE(raw_index_keys(tmp.store()).empty());
+}
+
+TEST_CASE("a retry that does not pass the old finish time leaves entries that are never shown",
+          "[task_store][query]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  task t = finished_task(1, "p", task_status::dead, query_base + 1000);
+  t.worker = "w";
+  write_batch b;
+  b.put_task(t, std::nullopt);
+  apply(*store, b);
+
+  t.finished_at = 0;
+  transition(*store, t, task_status::pending);  // no previous_finished_at
+  t.finished_at = query_base + 500'000'000;
+  transition(*store, t, task_status::completed);
+
+  task_filter old_time = any_filter();
+  old_time.finished_from = query_base;
+  old_time.finished_to = query_base + 2000;
+  REQUIRE(list(*store, old_time).empty());
+  task_filter both = any_filter();
+  both.finished_from = query_base;
+  REQUIRE(ids(list(*store, both)) == std::vector<task_id>{1});  // once, not twice
+  both.oldest_first = true;
+  REQUIRE(ids(list(*store, both)) == std::vector<task_id>{1});
+  task_filter new_time = any_filter();
+  new_time.finished_from = query_base + 500'000'000;
+  new_time.finished_to = query_base + 500'000'001;
+  REQUIRE(ids(list(*store, new_time)) == std::vector<task_id>{1});
+}
+
+TEST_CASE("every filter, alone and combined, returns exactly the matching tasks in order",
+          "[task_store][query]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  const auto all = varied_tasks(600);
+  store_all(*store, all);
+
+  std::vector<task_filter> filters;
+  const auto add = [&](auto&& set) {
+    task_filter f = any_filter();
+    set(f);
+    filters.push_back(f);
+  };
+  add([](task_filter&) {});
+  for (const char* p : {"alpha", "zeta", "nobody"}) add([&](task_filter& f) { f.project = p; });
+  for (int s = 0; s < task_status_count; ++s)
+    add([&](task_filter& f) { f.status = static_cast<task_status>(s); });
+  for (const char* ty : {"resize", "Encode", "encode"}) add([&](task_filter& f) { f.type = ty; });
+  for (const char* w : {"w1", "w5", ""}) add([&](task_filter& f) { f.worker = w; });
+  add([](task_filter& f) { f.priority_min = 2; });
+  add([](task_filter& f) { f.priority_max = -1; });
+  add([](task_filter& f) {
+    f.priority_min = -2;
+    f.priority_max = 2;
+  });
+  add([](task_filter& f) { f.priority_min = 3, f.priority_max = 2; });  // empty
+  const millis c1 = query_base + 123'456'789, c2 = query_base + 654'321'000;
+  add([&](task_filter& f) { f.created_from = c1, f.created_to = c2; });
+  add([&](task_filter& f) { f.created_from = c1; });
+  add([&](task_filter& f) { f.created_to = c1; });
+  add([&](task_filter& f) { f.created_from = c1, f.created_to = c1 + 20'000'000; });
+  add([&](task_filter& f) { f.finished_from = c1, f.finished_to = c2; });
+  add([&](task_filter& f) { f.finished_from = c2; });
+  add([&](task_filter& f) { f.finished_to = c1; });
+  add([&](task_filter& f) { f.finished_from = c1, f.finished_to = c1 + 30'000'000; });
+  add([&](task_filter& f) { f.finished_from = c2, f.finished_to = c1; });  // empty
+  for (const char* text : {"needle", "REPORT", "encode", "report 12", "zzz"})
+    add([&](task_filter& f) { f.text = text; });
+  add([](task_filter& f) {
+    f.project = "beta";
+    f.status = task_status::completed;
+  });
+  add([&](task_filter& f) {
+    f.project = "gamma";
+    f.type = "mail";
+    f.finished_from = c1;
+  });
+  add([&](task_filter& f) {
+    f.worker = "w2";
+    f.priority_min = -3;
+    f.priority_max = 4;
+    f.text = "plain";
+  });
+  add([&](task_filter& f) {
+    f.status = task_status::pending;
+    f.created_from = c1;
+    f.created_to = c2;
+  });
+  add([&](task_filter& f) {
+    f.type = "crawl";
+    f.created_from = c1;
+    f.finished_to = c2;
+  });
+  add([&](task_filter& f) {
+    f.status = task_status::dead;
+    f.project = "delta";
+    f.worker = "w3";
+  });
+  add([&](task_filter& f) {
+    f.status = task_status::failed;
+    f.finished_from = c1;
+    f.finished_to = c2;
+    f.text = "NEEDLE";
+  });
+
+  std::set<std::string> plans;
+  for (auto f : filters) {
+    for (bool oldest : {false, true}) {
+      f.oldest_first = oldest;
+      const auto expected = reference_ids(all, f);
+      const auto page = query(*store, f);
+      INFO("filter #" << (&f - &filters[0]) << " oldest " << oldest << " plan "
+                      << page.stats.done_plan);
+      REQUIRE(ids(page.tasks) == expected);
+      REQUIRE(page.next == 0);
+      plans.insert(page.stats.done_plan);
+      // Pages of 7 give the same tasks, each once.
+      task_filter paged = f;
+      paged.limit = 7;
+      REQUIRE(all_pages(*store, paged) == expected);
+    }
+  }
+  // Every way of finding finished tasks was taken by some query above.
+  for (const char* p :
+       {"none", "scan", "project", "type", "worker", "status", "finished", "created"}) {
+    INFO(p);
+    REQUIRE(plans.count(p) == 1);
+  }
+}
+
+TEST_CASE("cursor paging gives every matching task exactly once, newest or oldest first",
+          "[task_store][query]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  const auto all = varied_tasks(1500);
+  store_all(*store, all);
+
+  for (std::uint32_t page_size : {1u, 13u, 100u, 10000u}) {
+    for (bool oldest : {false, true}) {
+      std::vector<task_filter> filters(4, any_filter(page_size));
+      filters[1].project = "beta";
+      filters[2].finished_from = query_base + 200'000'000;
+      filters[2].finished_to = query_base + 800'000'000;
+      filters[3].status = task_status::completed;
+      filters[3].text = "report";
+      for (auto& f : filters) {
+        f.oldest_first = oldest;
+        if (page_size == 1 && !f.project) continue;  // keeps the test quick
+        const auto expected = reference_ids(all, f);
+        INFO("page " << page_size << " oldest " << oldest);
+        REQUIRE(all_pages(*store, f) == expected);
+      }
+    }
+  }
+  // A cursor in the middle, as a client resuming later would pass it.
+  task_filter f = any_filter(5);
+  f.after = 700;
+  REQUIRE(ids(list(*store, f)) == std::vector<task_id>{699, 698, 697, 696, 695});
+  f.oldest_first = true;
+  REQUIRE(ids(list(*store, f)) == std::vector<task_id>{701, 702, 703, 704, 705});
+}
+
+TEST_CASE("with 20,000 finished tasks a selective query reads its index entries, not the store",
+          "[task_store][query]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  // 20,000 finished tasks, one a second; project "needle" holds every 2000th, type "rare"
+  // every 1999th; a few live ones on top.
+  constexpr task_id finished_count = 20'000;
+  std::vector<task> all;
+  for (task_id id = 1; id <= finished_count; ++id) {
+    task t = finished_task(id, id % 2000 == 0 ? "needle" : "hay-" + std::to_string(id % 7),
+                           id % 3 == 0 ? task_status::failed : task_status::completed,
+                           query_base + static_cast<millis>(id) * 1000);
+    t.type = id % 1999 == 0 ? "rare" : "common";
+    t.worker = "w" + std::to_string(id % 4);
+    t.created_at = query_base + static_cast<millis>(id) * 1000 - 500;
+    all.push_back(std::move(t));
+  }
+  for (task_id id = finished_count + 1; id <= finished_count + 5; ++id)
+    all.push_back(make_task(id, "needle"));
+  store_all(*store, all);
+
+  task_filter needle = any_filter(100);
+  needle.project = "needle";
+  auto page = query(*store, needle);
+  REQUIRE(page.tasks.size() == 15);
+  REQUIRE(page.stats.done_plan == "project");
+  REQUIRE(page.stats.index_entries == 10);
+  REQUIRE(page.stats.records == 10 + 5);  // its ten finished tasks, and the five live ones
+
+  needle.status = task_status::failed;  // 6000, 12000, 18000
+  page = query(*store, needle);
+  REQUIRE(ids(page.tasks) == std::vector<task_id>{18000, 12000, 6000});
+  REQUIRE(page.stats.done_plan == "project");
+  REQUIRE(page.stats.records == 10);
+
+  task_filter rare = any_filter(100);
+  rare.type = "rare";
+  rare.oldest_first = true;
+  page = query(*store, rare);
+  REQUIRE(page.tasks.size() == 10);
+  REQUIRE(page.tasks.front().id == 1999);
+  REQUIRE(page.stats.done_plan == "type");
+  REQUIRE(page.stats.index_entries <= 2 * 10);  // the count, then the walk
+  REQUIRE(page.stats.records == 10 + 5);
+
+  // Ten seconds of finish times: ten tasks.
+  task_filter window = any_filter(100);
+  window.finished_from = query_base + 12'345'000;
+  window.finished_to = query_base + 12'355'000;
+  page = query(*store, window);
+  REQUIRE(ids(page.tasks) == std::vector<task_id>{12354, 12353, 12352, 12351, 12350, 12349,
+                                                  12348, 12347, 12346, 12345});
+  REQUIRE(page.stats.done_plan == "finished");
+  REQUIRE(page.stats.records == 10);
+  // Entries of the smallest buckets at the edges are read, but far fewer than the tasks.
+  REQUIRE(page.stats.index_entries < 1000);
+
+  // The same through the created index.
+  task_filter created = any_filter(100);
+  created.created_from = query_base + 12'345'000;
+  created.created_to = query_base + 12'355'000;
+  page = query(*store, created);
+  REQUIRE(page.tasks.size() == 10);
+  REQUIRE(page.stats.done_plan == "created");
+  REQUIRE(page.stats.records == 10 + 5);  // live tasks are always scanned
+
+  // No filter: the newest page reads one page of records, not the store.
+  page = query(*store, any_filter(50));
+  REQUIRE(page.tasks.size() == 50);
+  REQUIRE(page.stats.done_plan == "scan");
+  REQUIRE(page.stats.records == 50);
+
+  // A report's walk: 6000 tasks finished in a range, 1000 a page, oldest first. Every page
+  // reads about its own tasks' entries and records, not the range again.
+  task_filter report = any_filter(1000);
+  report.finished_from = query_base + 5'000'000;
+  report.finished_to = query_base + 11'000'000;
+  report.oldest_first = true;
+  std::size_t records = 0, entries = 0, pages = 0;
+  std::vector<task_id> got;
+  for (;;) {
+    const auto p = query(*store, report);
+    REQUIRE(p.stats.done_plan == "finished");
+    records += p.stats.records;
+    entries += p.stats.index_entries;
+    ++pages;
+    for (const auto& t : p.tasks) got.push_back(t.id);
+    if (p.next == 0) break;
+    report.after = p.next;
+  }
+  std::vector<task_id> expected(6000);
+  for (std::size_t i = 0; i < expected.size(); ++i) expected[i] = 5000 + i;
+  REQUIRE(got == expected);
+  REQUIRE(pages == 7);  // six full pages and the empty one that says "no more"
+  REQUIRE(records == 6000);
+  REQUIRE(entries < 2 * 6000);
+}
+
+TEST_CASE("a store from before the index gets it built at open", "[task_store][query]") {
+  temp_dir tmp;
+  std::vector<task> done;
+  for (task_id id = 1; id <= 50; ++id) {
+    task t = finished_task(id, id % 10 == 0 ? "rare" : "common", task_status::completed,
+                           query_base + static_cast<millis>(id) * 1000);
+    t.worker = "w";
+    done.push_back(std::move(t));
+  }
+  {
+    raw_store_writer old(tmp.store(), /*with_idempotency=*/true);
+    std::string value;
+    for (const auto& t : done) {
+      protocol::encode_task(t, value);
+      old.put(raw_store_writer::done, be64(t.id), value);
+    }
+    old.put(raw_store_writer::done, be64(51), "not a task");  // left out, reported when met
+    old.put(raw_store_writer::meta, "counts/common", le64s({0, 0, 46, 0, 0, 0, 0}));
+    old.put(raw_store_writer::meta, "counts/rare", le64s({0, 0, 5, 0, 0, 0, 0}));
+  }
+  {
+    auto store = open_store(tmp.store());
+    task_filter rare = any_filter();
+    rare.project = "rare";
+    const auto page = query(*store, rare);
+    REQUIRE(ids(page.tasks) == std::vector<task_id>{50, 40, 30, 20, 10});
+    REQUIRE(page.stats.done_plan == "project");
+    REQUIRE(page.stats.records == 5);
+    task_filter window = any_filter();
+    window.finished_from = query_base + 20'000;
+    window.finished_to = query_base + 23'000;
+    REQUIRE(ids(list(*store, window)) == std::vector<task_id>{22, 21, 20});
+    // The unreadable record is still there for a scan to report.
+    std::vector<task> out;
+    task_id next = 0;
+    REQUIRE(store->list(any_filter(), out, next).error_code() == status::code::corruption);
+  }
+  // Opened again: already built, so the entries are the same.
+  const auto keys = raw_index_keys(tmp.store());
+  REQUIRE(keys.size() == 50 * full_entries);
+  { auto store = open_store(tmp.store()); }
+  REQUIRE(raw_index_keys(tmp.store()) == keys);
+}
+
+TEST_CASE("an index whose build was cut short is built again from scratch", "[task_store][query]") {
+  temp_dir tmp;
+  {
+    raw_store_writer half(tmp.store(), /*with_idempotency=*/true, /*with_index=*/true);
+    std::string value;
+    task t = finished_task(1, "p", task_status::completed, query_base);
+    t.worker = "w";
+    protocol::encode_task(t, value);
+    half.put(raw_store_writer::done, be64(1), value);
+    // An entry of a task that is gone, and no index version: the build did not finish.
+    half.put(raw_store_writer::index, std::string("P\0\0\0\x01p", 6) + be64(7), "");
+    half.put(raw_store_writer::meta, "counts/p", le64s({0, 0, 1, 0, 0, 0, 0}));
+  }
+  {
+    auto store = open_store(tmp.store());
+    task_filter p = any_filter();
+    p.project = "p";
+    REQUIRE(ids(list(*store, p)) == std::vector<task_id>{1});
+  }
+  const auto keys = raw_index_keys(tmp.store());
+  REQUIRE(keys.size() == full_entries);
+  REQUIRE(entries_of(keys, 1) == full_entries);
 }

@@ -7,6 +7,7 @@
 #include <memory>
 #include <sstream>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,7 +29,7 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
   task      {"id","project","type","priority","status","worker","attempts","failures",
              "max_attempts","timeout_ms","tags","idempotency_key","created_at",
              "assigned_at","finished_at","run_at","deadline","overdue",
-             "lease_expires_at","error","payload","result"}
+             "lease_expires_at","error","title","description","payload","result"}
             worker is null when no worker held the task, idempotency_key when
             the task has none; created_at, assigned_at, finished_at, run_at,
             deadline and lease_expires_at are RFC 3339 UTC with milliseconds
@@ -37,7 +38,8 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
             otherwise they are null and payload_base64 / result_base64 hold
             the bytes in base64.
   submit    {"id": N}
-  tasks     array of task objects
+  tasks     array of task objects (with --all too: streamed page by page)
+  report    not --json but --format: see 'dispatchctl report --help'
   workers   array of {"id","pool","state","capacity","running","completed",
             "failed","types","tags"}
   projects  array of {"name","paused","max_inflight","weight","pending",
@@ -51,6 +53,40 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
 constexpr const char* sub_footer_text =
     "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
     "the --json output shapes and exit codes.";
+
+constexpr const char* tasks_footer_text =
+    "TIME is RFC 3339 UTC (2026-11-21T10:00:00Z), integer ms since the epoch, or +DURATION /\n"
+    "-DURATION counted from now (-1h: an hour ago). Ranges are [from, to); a time range only\n"
+    "matches tasks that have that time (a finished range: finished tasks).\n"
+    "--limit is the page size. When there may be more, the table ends with the line\n"
+    "'next page: --after ID'; with --json, a full page may have more: continue with --after\n"
+    "the last id. --all follows the pages to the end.\n"
+    "--endpoint, --timeout and --json may also be given here; see 'dispatchctl --help' for\n"
+    "the --json output shapes and exit codes.";
+
+constexpr const char* report_footer_text =
+    "Every task that finished in [--from, --to), oldest (lowest id) first, then totals per\n"
+    "project and per worker. TIME as for 'tasks': RFC 3339 UTC, ms since the epoch, or\n"
+    "+/-DURATION from now. Rows are written as the pages arrive; totals need memory per\n"
+    "project and worker only.\n"
+    "csv (default): a header row, one row per task:\n"
+    "  id,project,type,worker,status,attempts,failures,created_at,assigned_at,finished_at,\n"
+    "  wait_ms,run_ms,error\n"
+    "then an empty line and a second table, totals:\n"
+    "  scope,name,tasks,completed,failed,dead,cancelled,run_ms_total,run_ms_avg\n"
+    "  one 'all' row, then one 'project' row per project and one 'worker' row per worker\n"
+    "  (name empty for tasks no worker held), each group sorted by name.\n"
+    "  RFC 4180 quoting (fields with , \" or a line break are quoted, \" doubled); lines end\n"
+    "  in \\n. Times are RFC 3339 UTC, empty when unset; wait_ms = assigned_at - created_at,\n"
+    "  run_ms = finished_at - assigned_at, both empty for a task never assigned; run_ms_avg\n"
+    "  is rounded to whole ms, empty with no run_ms.\n"
+    "json (or --json): one object, written as it goes, one task per line:\n"
+    "  {\"tasks\": [{row}, ...], \"totals\": {\"all\": {totals}, \"projects\": [{\"project\",\n"
+    "  totals...}], \"workers\": [{\"worker\", totals...}]}}\n"
+    "  with the csv's names as keys; unset times, wait_ms, run_ms, run_ms_avg and a missing\n"
+    "  worker are null.\n"
+    "If a page cannot be fetched the output stops where it is and the exit status is 1.\n"
+    "--endpoint and --timeout (per page) may also be given here.";
 
 constexpr const char* submit_footer_text =
     "TIME is RFC 3339 UTC (2026-11-21T10:00:00Z, 2026-11-21T10:00:00.250Z) or integer ms\n"
@@ -126,6 +162,29 @@ CLI::Validator time_check(millis now, bool relative_allowed) {
       "");
 }
 
+// A bound of a time filter: parse_time_filter's spellings.
+CLI::Validator time_filter_check(millis now) {
+  return CLI::Validator(
+      [now](std::string& text) -> std::string {
+        if (parse_time_filter(text, now)) return {};
+        return "bad time '" + text +
+               "' (expected RFC 3339 UTC like 2026-11-21T10:00:00Z, ms since the epoch, or "
+               "+DURATION / -DURATION from now like -1h)";
+      },
+      "");
+}
+
+// Free text the protocol bounds in bytes (title, description, text search).
+CLI::Validator bytes_at_most(std::size_t max) {
+  return CLI::Validator(
+      [max](std::string& text) -> std::string {
+        if (text.size() <= max) return {};
+        return "expected at most " + std::to_string(max) + " bytes, got " +
+               std::to_string(text.size());
+      },
+      "");
+}
+
 CLI::Validator idempotency_key_check() {
   return CLI::Validator(
       [](std::string& text) -> std::string {
@@ -165,6 +224,22 @@ struct raw_args {
   std::optional<std::string> filter_project;
   std::optional<std::string> filter_status;
   std::string limit = "100";
+  // tasks filters and paging, report bounds
+  std::optional<std::string> filter_type;
+  std::optional<std::string> filter_worker;
+  std::optional<std::string> priority_min;
+  std::optional<std::string> priority_max;
+  std::optional<std::string> created_from;
+  std::optional<std::string> created_to;
+  std::optional<std::string> finished_from;
+  std::optional<std::string> finished_to;
+  std::string text;
+  std::optional<std::string> after;
+  bool oldest = false;
+  bool all_pages = false;
+  std::string report_from;
+  std::string report_to;
+  std::string report_format = "csv";
   std::optional<std::string> max_inflight;
   std::optional<std::string> weight;
 };
@@ -264,6 +339,12 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
                      "A repeated submit with this key in the project returns the first task")
       ->check(idempotency_key_check())
       ->type_name("KEY");
+  submit->add_option("--title", raw.spec.title, "Short title for people and text search")
+      ->check(bytes_at_most(256))
+      ->type_name("TEXT");
+  submit->add_option("--description", raw.spec.description, "Longer description, searchable")
+      ->check(bytes_at_most(4096))
+      ->type_name("TEXT");
   submit->footer(submit_footer_text);
 
   auto* task_cmd = app.add_subcommand("task", "Show one task");
@@ -276,10 +357,35 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
                     "cancelled")
       ->check(status_check())
       ->type_name("STATUS");
-  tasks->add_option("--limit", raw.limit, "At most this many (1..10000)")
+  tasks->add_option("--type", raw.filter_type, "Only this task type");
+  tasks->add_option("--worker", raw.filter_worker, "Only tasks this worker holds or last held");
+  for (auto [flag, value, what] :
+       {std::tuple{"--priority-min", &raw.priority_min, "Only this priority or higher"},
+        std::tuple{"--priority-max", &raw.priority_max, "Only this priority or lower"}})
+    tasks->add_option(flag, *value, what)
+        ->check(integer_in<std::int32_t>(std::numeric_limits<std::int32_t>::min(),
+                                         std::numeric_limits<std::int32_t>::max()))
+        ->type_name("INT");
+  for (auto [flag, value, what] :
+       {std::tuple{"--created-from", &raw.created_from, "Only tasks created at or after TIME"},
+        std::tuple{"--created-to", &raw.created_to, "Only tasks created before TIME"},
+        std::tuple{"--finished-from", &raw.finished_from, "Only tasks finished at or after TIME"},
+        std::tuple{"--finished-to", &raw.finished_to, "Only tasks finished before TIME"}})
+    tasks->add_option(flag, *value, what)->check(time_filter_check(now))->type_name("TIME");
+  tasks->add_option("--text", raw.text,
+                    "Only tasks whose type, title or description contains TEXT (any case)")
+      ->check(bytes_at_most(256))
+      ->type_name("TEXT");
+  tasks->add_option("--limit", raw.limit, "Page size: at most this many (1..10000)")
       ->check(integer_in<std::uint32_t>(1, 10000))
       ->type_name("N")
       ->capture_default_str();
+  tasks->add_option("--after", raw.after, "Continue after this task id (a previous page's cursor)")
+      ->check(task_id_check())
+      ->type_name("ID");
+  tasks->add_flag("--oldest", raw.oldest, "Oldest (lowest id) first");
+  tasks->add_flag("--all", raw.all_pages, "Every page to the end, printed as it arrives");
+  tasks->footer(tasks_footer_text);
 
   auto* workers = app.add_subcommand("workers", "List connected workers");
   auto* projects = app.add_subcommand("projects", "List projects and their task counts");
@@ -308,6 +414,48 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
   undrain->add_option("WORKER", raw.worker_name, "Worker id")->required();
   auto* retire = app.add_subcommand("retire", "Tell a worker to finish its tasks and leave");
   retire->add_option("WORKER", raw.worker_name, "Worker id")->required();
+
+  // watch: kept in locals of its own rather than raw_args, so it stays apart from the rest.
+  watch_options watch_opts;
+  std::optional<std::string> watch_project;
+  std::optional<std::string> watch_from;
+  auto* watch = app.add_subcommand("watch", "Print events as they happen, until interrupted");
+  watch->add_option("--events-endpoint", watch_opts.events_endpoint,
+                    "Event (PUB) endpoint of the dispatcher")
+      ->capture_default_str();
+  watch->add_option("--project", watch_project, "Only this project's events");
+  watch->add_option("--types", watch_opts.types,
+                    "Only these kinds or kind prefixes, comma-separated (task.,worker.lost)")
+      ->delimiter(',')
+      ->type_name("KIND,...");
+  watch->add_option("--from-seq", watch_from,
+                    "First print the stored events after this seq (from --endpoint), then "
+                    "follow live: nothing missed, nothing twice")
+      ->check(integer_in<std::uint64_t>(0, std::numeric_limits<std::uint64_t>::max()))
+      ->type_name("N");
+  watch->footer(
+      "One line per event: SEQ  TIME  KIND  task=.. project=.. worker=..  DETAIL (fields that\n"
+      "are not set are left out). --json: one object per line, {\"seq\",\"kind\",\"at\",\"task\",\n"
+      "\"project\",\"worker\",\"detail\"}; at is RFC 3339 UTC, task / project / worker null when\n"
+      "not set. Runs until SIGINT or SIGTERM, then exits 0.\n"
+      "--endpoint, --timeout and --json may also be given here.");
+
+  auto* report = app.add_subcommand("report", "Tasks finished in a time range, with totals");
+  report->add_option("--from", raw.report_from, "Finished at or after TIME")
+      ->required()
+      ->check(time_filter_check(now))
+      ->type_name("TIME");
+  report->add_option("--to", raw.report_to, "Finished before TIME")
+      ->required()
+      ->check(time_filter_check(now))
+      ->type_name("TIME");
+  report->add_option("--project", raw.filter_project, "Only this project");
+  auto* report_format_option =
+      report->add_option("--format", raw.report_format, "csv or json")
+          ->check(CLI::IsMember({"csv", "json"}))
+          ->capture_default_str()
+          ->type_name("FORMAT");
+  report->footer(report_footer_text);
 
   app.footer(footer_text);
 
@@ -341,6 +489,24 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
     auto& tags = raw.spec.tags;
     tags.erase(std::remove(tags.begin(), tags.end(), std::string()), tags.end());
     inv.request = protocol::submit{{std::move(raw.spec)}};
+  } else if (app.got_subcommand(report)) {
+    protocol::list_tasks pages;
+    pages.project = raw.filter_project;
+    pages.finished_from = *parse_time_filter(raw.report_from, now);
+    pages.finished_to = *parse_time_filter(raw.report_to, now);
+    if (pages.finished_to <= pages.finished_from) {
+      result.exit_code = exit_usage;
+      result.err = "dispatchctl: report: --to must be later than --from\n";
+      return result;
+    }
+    pages.oldest_first = true;
+    pages.limit = report_page_size;
+    inv.request = std::move(pages);
+    report_options options;
+    // --json asks for JSON too, unless --format says otherwise.
+    const bool json = report_format_option->count() > 0 ? raw.report_format == "json" : inv.json;
+    options.format = json ? report_format::json : report_format::csv;
+    inv.report = options;
   } else if (app.got_subcommand(task_cmd)) {
     inv.request = protocol::get_task{*parse_integer<task_id>(raw.id)};
   } else if (app.got_subcommand(tasks)) {
@@ -348,6 +514,23 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
     list.project = raw.filter_project;
     if (raw.filter_status) list.status = parse_task_status(*raw.filter_status);
     list.limit = *parse_integer<std::uint32_t>(raw.limit);
+    list.type = raw.filter_type;
+    list.worker = raw.filter_worker;
+    if (raw.priority_min) list.priority_min = parse_integer<std::int32_t>(*raw.priority_min);
+    if (raw.priority_max) list.priority_max = parse_integer<std::int32_t>(*raw.priority_max);
+    // The validators accepted these, so they parse; each is > 0, which the wire keeps apart
+    // from "open".
+    const auto time = [&](const std::optional<std::string>& text) {
+      return text ? *parse_time_filter(*text, now) : millis{0};
+    };
+    list.created_from = time(raw.created_from);
+    list.created_to = time(raw.created_to);
+    list.finished_from = time(raw.finished_from);
+    list.finished_to = time(raw.finished_to);
+    list.text = raw.text;
+    if (raw.after) list.after = *parse_integer<task_id>(*raw.after);
+    list.oldest_first = raw.oldest;
+    inv.all_pages = raw.all_pages;
     inv.request = list;
   } else if (app.got_subcommand(workers)) {
     inv.request = protocol::list_workers{};
@@ -377,6 +560,13 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
     inv.request = protocol::worker_order{raw.worker_name, "resume"};
   } else if (app.got_subcommand(retire)) {
     inv.request = protocol::worker_order{raw.worker_name, "stop"};
+  } else if (app.got_subcommand(watch)) {
+    watch_opts.project = std::move(watch_project);
+    if (watch_from) watch_opts.from_seq = parse_integer<std::uint64_t>(*watch_from);
+    // "--types a,,b" or a trailing comma should not subscribe to everything by accident.
+    auto& types = watch_opts.types;
+    types.erase(std::remove(types.begin(), types.end(), std::string()), types.end());
+    inv.watch = std::move(watch_opts);
   }
   result.run = std::move(inv);
   return result;

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <optional>
 #include <string>
 
+#include "dispatchctl/watch.hpp"
 #include "protocol/messages.hpp"
 
 namespace dispatch::ctl {
@@ -16,6 +18,14 @@ constexpr int exit_usage = 2;    // the command line was wrong
 
 constexpr const char* default_endpoint = "tcp://127.0.0.1:5556";
 
+// report: how the rows and totals are written (see commands.hpp), and the `tasks` page size it
+// asks for: large enough that few round trips are needed, small enough for a quick reply.
+enum class report_format { csv, json };
+constexpr std::uint32_t report_page_size = 1000;
+struct report_options {
+  report_format format = report_format::csv;
+};
+
 // Everything a run needs. The request variant alternative names the command, so there is
 // no separate command enum to keep in sync with it.
 struct invocation {
@@ -23,6 +33,12 @@ struct invocation {
   std::chrono::milliseconds timeout{3000};
   bool json = false;
   protocol::request_body request;
+  // Set for "watch", which follows the event stream instead of sending `request`.
+  std::optional<watch_options> watch;
+  // tasks --all: follow the reply's `next` to the end, printing each page as it arrives.
+  bool all_pages = false;
+  // Set for "report", which pages through `request` (a `tasks` query) and prints rows.
+  std::optional<report_options> report;
 };
 
 // Either something to run, or an exit code with the text the parser produced (help on

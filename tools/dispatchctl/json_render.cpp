@@ -55,6 +55,8 @@ json task_json(const task& t) {
   j["overdue"] = t.overdue;
   j["lease_expires_at"] = time_json(t.lease_expires_at);
   j["error"] = t.error;
+  j["title"] = t.title;
+  j["description"] = t.description;
   put_bytes(j, "payload", t.payload);
   put_bytes(j, "result", t.result);
   return j;

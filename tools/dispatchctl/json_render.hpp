@@ -16,7 +16,7 @@ using json = nlohmann::ordered_json;
 
 // {"id","project","type","priority","status","worker","attempts","max_attempts","timeout_ms",
 //  "tags","idempotency_key","created_at","assigned_at","finished_at","run_at","deadline",
-//  "overdue","lease_expires_at","error","payload","result"}.
+//  "overdue","lease_expires_at","error","title","description","payload","result"}.
 // "worker" is null when no worker ever held the task, "idempotency_key" when the task has
 // none; the *_at times, "run_at" and "deadline" are RFC 3339 or null; "overdue" is a bool.
 // "payload" / "result" hold the bytes as a string when they are valid UTF-8; otherwise they

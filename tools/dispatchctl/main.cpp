@@ -7,6 +7,7 @@
 #include "dispatchctl/admin_client.hpp"
 #include "dispatchctl/cli.hpp"
 #include "dispatchctl/commands.hpp"
+#include "dispatchctl/watch.hpp"
 
 int main(int argc, char** argv) {
   using namespace dispatch::ctl;
@@ -17,6 +18,8 @@ int main(int argc, char** argv) {
     return parsed.exit_code;
   }
   try {
+    // Before any context exists: watch blocks signals first and makes its own (see watch.hpp).
+    if (parsed.run->watch) return run_watch(*parsed.run, std::cout, std::cerr);
     zmq::context_t context;
     // Declared after the context so the socket closes first (linger 0, so no wait).
     admin_client client(context, parsed.run->endpoint, parsed.run->timeout);

@@ -52,6 +52,11 @@ std::string render_task(const task& t) {
       {"id", std::to_string(t.id)},
       {"project", t.project},
       {"type", t.type},
+  };
+  // Like the scheduling details below: shown only when given.
+  if (!t.title.empty()) fields.emplace_back("title", t.title);
+  if (!t.description.empty()) fields.emplace_back("description", t.description);
+  fields.insert(fields.end(), {
       {"priority", std::to_string(t.priority)},
       {"status", std::string(to_string(t.status))},
       {"worker", or_dash(t.worker)},
@@ -62,7 +67,7 @@ std::string render_task(const task& t) {
       {"created_at", time_cell(t.created_at)},
       {"assigned_at", time_cell(t.assigned_at)},
       {"finished_at", time_cell(t.finished_at)},
-  };
+  });
   // Scheduling details only when the task has them: most tasks have none, and a column of
   // dashes would bury the lines that matter.
   if (!t.idempotency_key.empty()) fields.emplace_back("idempotency_key", t.idempotency_key);

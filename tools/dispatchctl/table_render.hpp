@@ -13,8 +13,8 @@ namespace dispatch::ctl {
 std::string render_tasks(const std::vector<task>& tasks);
 
 // One "field: value" line per task field; payload and result as text, or as a byte count
-// and base64 when they are binary. idempotency_key, run_at, deadline, overdue and
-// lease_expires_at appear only when set.
+// and base64 when they are binary. title, description (after type), idempotency_key, run_at,
+// deadline, overdue and lease_expires_at appear only when set.
 std::string render_task(const task& t);
 
 // ID POOL STATE CAP RUNNING COMPLETED FAILED

@@ -124,4 +124,19 @@ std::optional<millis> parse_time_arg(std::string_view text, millis now, bool rel
   return parse_rfc3339(text);
 }
 
+std::optional<millis> parse_time_filter(std::string_view text, millis now) {
+  if (text.empty() || (text.front() != '+' && text.front() != '-'))
+    return parse_time_arg(text, now, false);
+  const auto d = parse_duration(text.substr(1));
+  // Unlike a deadline, a bound may be "now" ("+0s", "-0s"); it must stay after the epoch, which
+  // the wire reads as "open".
+  if (!d || d->count() < 0) return std::nullopt;
+  if (text.front() == '+') {
+    if (d->count() > std::numeric_limits<millis>::max() - now) return std::nullopt;
+    return now + d->count();
+  }
+  if (d->count() >= now) return std::nullopt;
+  return now - d->count();
+}
+
 }  // namespace dispatch::ctl

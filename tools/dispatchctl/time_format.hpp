@@ -27,4 +27,9 @@ std::optional<millis> parse_rfc3339(std::string_view text);
 // callers and tests decide what the clock says.
 std::optional<millis> parse_time_arg(std::string_view text, millis now, bool relative_allowed);
 
+// A bound of a time filter (tasks --created-from, report --from, ...): RFC 3339 or ms since
+// the epoch as for parse_time_arg, or "+DURATION" / "-DURATION", `now` plus or less that much
+// ("-1h": an hour ago; "-0s": now). The result is > 0 (0 means "open" on the wire).
+std::optional<millis> parse_time_filter(std::string_view text, millis now);
+
 }  // namespace dispatch::ctl
