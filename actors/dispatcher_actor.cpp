@@ -745,6 +745,7 @@ struct dispatcher_state {
         return;
       }
       auto t = std::make_shared<task>(std::move(stored));
+      const auto finished_at = t->finished_at;  // the store finds its index entries by it
       t->failures = 0;
       t->finished_at = 0;
       t->overdue = false;
@@ -752,7 +753,7 @@ struct dispatcher_state {
       persistence::write_batch batch;
       const auto from_status = t->status;
       t->status = task_status::pending;
-      batch.put_task(*t, from_status);
+      batch.put_task(*t, from_status, finished_at);
       store_batch(
           std::move(batch),
           [=] {
