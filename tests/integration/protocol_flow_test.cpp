@@ -308,3 +308,38 @@ TEST_CASE("a removed task frees its idempotency key") {
   CHECK(second != first);
   CHECK(status_of(producer, second).payload == "second");
 }
+
+TEST_CASE("stats show recent throughput and queue wait; an operator moves workers between pools") {
+  dispatcher_process d;
+  wire_client admin(d.admin_endpoint());
+  wire_client producer(d.work_endpoint());
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 3)));
+  const auto ids = submit(producer, {spec("p", 0), spec("p", 0), spec("p", 0)});
+  const auto jobs = fetch(worker, 3);
+  REQUIRE(jobs.size() == 3);
+  for (const auto& j : jobs) expect<protocol::ok>(worker.call(protocol::complete{j.task, j.attempt, ""}));
+
+  auto st = d.stats();
+  CHECK(st.completed_last_minute == 3);
+  CHECK(st.completed_last_hour == 3);
+  CHECK(st.wait_p50_ms <= st.wait_p90_ms);
+  CHECK(st.wait_p90_ms <= st.wait_p99_ms);
+  REQUIRE(find_worker(st, "w1"));
+  CHECK(find_worker(st, "w1")->last_heartbeat > 0);
+
+  expect<protocol::ok>(admin.call(protocol::set_pool{"w1", worker_pool::reserve}));
+  st = d.stats();
+  CHECK(find_worker(st, "w1")->pool == worker_pool::reserve);
+  CHECK(find_worker(st, "w1")->state == "standby");
+  // A standby reserve worker gets nothing while an active worker has free capacity (this one
+  // simply has not asked yet), even with a task waiting.
+  wire_client idle(d.work_endpoint());
+  expect<protocol::registered>(idle.call(worker_spec("idle-active", 1)));
+  submit(producer, {spec("p", 0)});
+  CHECK(fetch(worker, 1, 300).empty());
+  expect<protocol::ok>(admin.call(protocol::set_pool{"w1", worker_pool::active}));
+  CHECK(fetch(worker, 1).size() == 1);
+  CHECK(error_of(admin.call(protocol::set_pool{"nobody", worker_pool::active})) ==
+        protocol::error_code::unknown_worker);
+}

@@ -336,17 +336,26 @@ TEST_CASE("stats JSON has every status and the documented shape", "[dispatchctl]
   s.projects = {p};
   s.reserve_engagements = 5;
   s.reserve_releases = 4;
+  s.completed_last_minute = 12;
+  s.completed_last_hour = 700;
+  s.wait_p50_ms = 3;
+  s.wait_p90_ms = 40;
+  s.wait_p99_ms = 250;
+  w.last_heartbeat = 0;
 
   const json j = stats_json(s);
   const json expected = json::parse(R"({
     "tasks": {"pending": 3, "running": 1, "completed": 0, "failed": 0, "dead": 0, "cancelled": 0,
               "scheduled": 0},
     "workers": [{"id": "w-1", "pool": "reserve", "state": "standby", "capacity": 4, "running": 2,
-                 "completed": 10, "failed": 1, "types": ["resize"], "tags": ["gpu"]}],
+                 "completed": 10, "failed": 1, "types": ["resize"], "tags": ["gpu"],
+                 "last_heartbeat": null}],
     "projects": [{"name": "alpha", "paused": true, "max_inflight": 8, "weight": 2,
                   "pending": 0, "running": 0, "completed": 7, "failed": 0, "dead": 0,
                   "cancelled": 0, "scheduled": 0}],
-    "reserve": {"engagements": 5, "releases": 4}
+    "reserve": {"engagements": 5, "releases": 4},
+    "throughput": {"last_minute": 12, "last_hour": 700},
+    "queue_wait_ms": {"p50": 3, "p90": 40, "p99": 250}
   })");
   CHECK(j == expected);
   CHECK(j["tasks"].size() == std::size_t(task_status_count));
@@ -534,6 +543,13 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
                           "--timeout", "10s"});
     CHECK(submitted_spec(r).timeout_ms == 60000);
     CHECK(r.run->timeout == 10s);
+  }
+  SECTION("pool moves a worker; a pool name other than active or reserve is refused") {
+    const auto r = parse({"pool", "w1", "reserve"});
+    const auto& p = std::get<protocol::set_pool>(r.run->request);
+    CHECK(p.worker == "w1");
+    CHECK(p.pool == worker_pool::reserve);
+    CHECK(parse({"pool", "w1", "spare"}).exit_code == 2);
   }
   SECTION("retry, remove and worker orders") {
     CHECK(std::get<protocol::retry_task>(parse({"retry", "7"}).run->request).task == 7);

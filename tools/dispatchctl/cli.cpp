@@ -41,13 +41,15 @@ Options before the command may also follow it: 'dispatchctl tasks --json' and
   tasks     array of task objects (with --all too: streamed page by page)
   report    not --json but --format: see 'dispatchctl report --help'
   workers   array of {"id","pool","state","capacity","running","completed",
-            "failed","types","tags"}
+            "failed","types","tags","last_heartbeat"}
   projects  array of {"name","paused","max_inflight","weight","pending",
             "running","completed","failed","dead","cancelled","scheduled"}
   stats     {"tasks": {status: count}, "workers": [...], "projects": [...],
-             "reserve": {"engagements","releases"}}
+             "reserve": {"engagements","releases"},
+             "throughput": {"last_minute","last_hour"} (tasks completed),
+             "queue_wait_ms": {"p50","p90","p99"} (last 10,000 assignments)}
             every status is present in the counts, 0 when there is none.
-  pause, resume, configure, cancel, retry, remove, drain, undrain, retire
+  pause, resume, configure, cancel, retry, remove, drain, undrain, retire, pool
             {"ok": true})";
 
 constexpr const char* sub_footer_text =
@@ -414,6 +416,12 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
   undrain->add_option("WORKER", raw.worker_name, "Worker id")->required();
   auto* retire = app.add_subcommand("retire", "Tell a worker to finish its tasks and leave");
   retire->add_option("WORKER", raw.worker_name, "Worker id")->required();
+  auto* pool = app.add_subcommand("pool", "Move a worker to the active or the reserve pool");
+  pool->add_option("WORKER", raw.worker_name, "Worker id")->required();
+  std::string pool_name;
+  pool->add_option("POOL", pool_name, "active or reserve")
+      ->required()
+      ->check(CLI::IsMember({"active", "reserve"}));
 
   // watch: kept in locals of its own rather than raw_args, so it stays apart from the rest.
   watch_options watch_opts;
@@ -560,6 +568,8 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
     inv.request = protocol::worker_order{raw.worker_name, "resume"};
   } else if (app.got_subcommand(retire)) {
     inv.request = protocol::worker_order{raw.worker_name, "stop"};
+  } else if (app.got_subcommand(pool)) {
+    inv.request = protocol::set_pool{raw.worker_name, *parse_worker_pool(pool_name)};
   } else if (app.got_subcommand(watch)) {
     watch_opts.project = std::move(watch_project);
     if (watch_from) watch_opts.from_seq = parse_integer<std::uint64_t>(*watch_from);

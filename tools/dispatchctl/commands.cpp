@@ -111,6 +111,9 @@ int print_reply(const protocol::request_body& request, bool json,
           return acknowledge("task " + std::to_string(req.task) + " removed");
         } else if constexpr (std::is_same_v<R, protocol::worker_order>) {
           return acknowledge("worker " + req.worker + " " + order_outcome(req.order));
+        } else if constexpr (std::is_same_v<R, protocol::set_pool>) {
+          return acknowledge("worker " + req.worker + " moved to the " +
+                             std::string(to_string(req.pool)) + " pool");
         } else {
           // Worker messages are never built by the command line.
           return unexpected(request, reply, err);

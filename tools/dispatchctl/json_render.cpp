@@ -79,6 +79,7 @@ json worker_json(const protocol::worker_info& w) {
   j["failed"] = w.failed;
   j["types"] = w.types;
   j["tags"] = w.tags;
+  j["last_heartbeat"] = time_json(w.last_heartbeat);
   return j;
 }
 
@@ -112,6 +113,9 @@ json stats_json(const protocol::stats& s) {
   j["workers"] = workers_json(s.workers);
   j["projects"] = projects_json(s.projects);
   j["reserve"] = json{{"engagements", s.reserve_engagements}, {"releases", s.reserve_releases}};
+  j["throughput"] = json{{"last_minute", s.completed_last_minute},
+                         {"last_hour", s.completed_last_hour}};
+  j["queue_wait_ms"] = json{{"p50", s.wait_p50_ms}, {"p90", s.wait_p90_ms}, {"p99", s.wait_p99_ms}};
   return j;
 }
 

@@ -92,11 +92,15 @@ std::string render_task(const task& t) {
 }
 
 std::string render_workers(const std::vector<protocol::worker_info>& workers) {
-  text_table table({"ID", "POOL", "STATE", "CAP", "RUNNING", "COMPLETED", "FAILED"});
-  for (const auto& w : workers)
+  text_table table(
+      {"ID", "POOL", "STATE", "CAP", "RUNNING", "LOAD", "COMPLETED", "FAILED", "LAST_HEARTBEAT"});
+  for (const auto& w : workers) {
+    const auto load = w.capacity ? 100 * w.running / w.capacity : 0;
     table.add_row({w.id, std::string(to_string(w.pool)), w.state, std::to_string(w.capacity),
-                   std::to_string(w.running), std::to_string(w.completed),
-                   std::to_string(w.failed)});
+                   std::to_string(w.running), std::to_string(load) + "%",
+                   std::to_string(w.completed), std::to_string(w.failed),
+                   format_rfc3339(w.last_heartbeat).value_or("-")});
+  }
   return table.render();
 }
 
@@ -131,6 +135,10 @@ std::string render_stats(const protocol::stats& s) {
   out += "\nprojects:\n" + render_projects(s.projects);
   out += "\nreserve: engagements " + std::to_string(s.reserve_engagements) + ", releases " +
          std::to_string(s.reserve_releases) + "\n";
+  out += "throughput: " + std::to_string(s.completed_last_minute) + " completed in the last minute, " +
+         std::to_string(s.completed_last_hour) + " in the last hour\n";
+  out += "queue wait: p50 " + std::to_string(s.wait_p50_ms) + " ms, p90 " +
+         std::to_string(s.wait_p90_ms) + " ms, p99 " + std::to_string(s.wait_p99_ms) + " ms\n";
   return out;
 }
 
