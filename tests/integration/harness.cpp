@@ -53,17 +53,6 @@ std::vector<int> free_ports(std::size_t count) {
 
 std::string tcp_endpoint(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
 
-temp_dir::temp_dir() {
-  std::string pattern = (std::filesystem::temp_directory_path() / "dispatch-test-XXXXXX").string();
-  if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-  path_ = pattern;
-}
-
-temp_dir::~temp_dir() {
-  std::error_code ec;
-  std::filesystem::remove_all(path_, ec);
-}
-
 child_process::child_process(std::vector<std::string> argv, std::string log_path)
     : log_path_(std::move(log_path)) {
   posix_spawn_file_actions_t actions;

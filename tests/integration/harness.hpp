@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "protocol/messages.hpp"
+#include "tests/support/temp_dir.hpp"
 
 namespace dispatch::testing {
 
@@ -21,18 +22,6 @@ using namespace std::chrono_literals;
 std::vector<int> free_ports(std::size_t count);
 std::string tcp_endpoint(int port);
 
-// A fresh directory, removed with everything in it on destruction.
-class temp_dir {
- public:
-  temp_dir();
-  ~temp_dir();
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
 
 // A child process whose stdout and stderr go to a log file. The destructor stops it (SIGTERM,
 // then SIGKILL after 5 s) so that a failing test never leaves processes behind.

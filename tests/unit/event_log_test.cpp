@@ -1,6 +1,8 @@
 // event_log against a real RocksDB, one fresh directory per test.
 #include <catch2/catch.hpp>
 
+#include "tests/support/temp_dir.hpp"
+
 #include <stdlib.h>  // mkdtemp
 
 #include <filesystem>
@@ -19,27 +21,11 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
+// A scratch directory; the log lives in a subdirectory, so open() also exercises creating it.
+class temp_dir : public dispatch::testing::temp_dir {
  public:
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "event_log_test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;  // best effort: a leftover temp dir must not fail the test
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  // The log lives in a subdirectory, so open() also exercises creating it.
-  std::string log() const { return (path_ / "events").string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
+  temp_dir() : dispatch::testing::temp_dir("event_log_test") {}
+  std::string log() const { return path() + "/events"; }
 };
 
 std::unique_ptr<event_log> open_log(const std::string& dir) {
@@ -316,7 +302,7 @@ TEST_CASE("purge keeps events once it meets a newer one, and reads skip purged o
 
 TEST_CASE("open reports a path that is not a directory") {
   temp_dir dir;
-  const auto file = (dir.path() / "file").string();
+  const auto file = dir.path() + "/file";
   std::ofstream(file) << "x";
   std::unique_ptr<event_log> log;
   const status s = event_log::open(file, log);

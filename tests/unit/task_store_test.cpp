@@ -1,6 +1,8 @@
 // task_store against a real RocksDB, one fresh directory per test.
 #include <catch2/catch.hpp>
 
+#include "tests/support/temp_dir.hpp"
+
 #include <fcntl.h>         // open
 #include <rocksdb/db.h>
 #include <signal.h>        // sigaction
@@ -36,27 +38,11 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it at scope exit.
-class temp_dir {
+// A scratch directory; the store lives in a subdirectory, so open() also exercises creating it.
+class temp_dir : public dispatch::testing::temp_dir {
  public:
-  temp_dir() {
-    std::string tmpl = (fs::temp_directory_path() / "task_store_test-XXXXXX").string();
-    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
-    path_ = tmpl;
-  }
-  ~temp_dir() {
-    std::error_code ec;  // best effort: a leftover temp dir must not fail the test
-    fs::remove_all(path_, ec);
-  }
-  temp_dir(const temp_dir&) = delete;
-  temp_dir& operator=(const temp_dir&) = delete;
-
-  const fs::path& path() const { return path_; }
-  // The store lives in a subdirectory, so open() also exercises creating it.
-  std::string store() const { return (path_ / "store").string(); }
-
- private:
-  fs::path path_;
+  temp_dir() : dispatch::testing::temp_dir("task_store_test") {}
+  std::string store() const { return path() + "/store"; }
 };
 
 std::unique_ptr<task_store> open_store(const std::string& dir, durability mode = durability::wal) {
@@ -498,7 +484,7 @@ TEST_CASE("opening the same directory twice fails and names it", "[task_store]")
 
 TEST_CASE("opening an unusable path fails with a clear message", "[task_store]") {
   temp_dir tmp;
-  const std::string file = (tmp.path() / "plain-file").string();
+  const std::string file = tmp.path() + "/plain-file";
   std::ofstream(file) << "not a store";
   std::unique_ptr<task_store> s;
 
@@ -970,7 +956,7 @@ TEST_CASE("a write RocksDB refuses fails apply() and purge() and changes nothing
   // process-wide, and exec'd (the same binary, running only the hidden test above) because
   // fork() of a process with RocksDB's threads is not safe to keep using RocksDB in.
   temp_dir tmp;
-  const std::string log = (tmp.path() / "child.log").string();
+  const std::string log = tmp.path() + "/child.log";
   // Everything is prepared before fork(): between it and execve() only async-signal-safe calls.
   std::string exe = fs::read_symlink("/proc/self/exe").string();
   std::string name = write_failure_child_name;
