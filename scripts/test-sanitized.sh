@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # installs what is missing (and builds the normal tree)
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1 -Wno-maybe-uninitialized" \
-  >/dev/null
+  -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
+  -DDISPATCH_WARNING_OVERRIDES=-Wno-maybe-uninitialized >/dev/null
+# (GCC 12 reports a false -Wmaybe-uninitialized inside libstdc++'s <regex> at -O1 with ASan.)
 cmake --build build-asan -j2
 cd build-asan
 # The fuzz test builds its own sanitized binary with clang; it already ran in the normal suite.
