@@ -19,6 +19,7 @@
 #include <sstream>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/prometheus_scrape.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -37,57 +38,12 @@ namespace {
 
 // ---- a scrape client: plain HTTP/1.0 over a socket, and the text format parsed
 
-class fd_guard {
- public:
-  explicit fd_guard(int fd) : fd_(fd) {}
-  ~fd_guard() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  fd_guard(const fd_guard&) = delete;
-  fd_guard& operator=(const fd_guard&) = delete;
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 // The body of GET /metrics; throws when the endpoint does not answer 200.
 std::string scrape_text(int port) {
-  fd_guard fd(::socket(AF_INET, SOCK_STREAM, 0));
-  if (fd.get() < 0) throw std::runtime_error("socket() failed");
-  timeval timeout{5, 0};
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0)
-    throw std::runtime_error("nothing serves /metrics on 127.0.0.1:" + std::to_string(port));
-  const std::string request = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-  if (::send(fd.get(), request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size()))
-    throw std::runtime_error("send failed");
-  std::string raw;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd.get(), buf, sizeof(buf), 0);
-    if (n < 0) throw std::runtime_error("recv failed or timed out");
-    if (n == 0) break;
-    raw.append(buf, static_cast<std::size_t>(n));
-  }
-  const auto end = raw.find("\r\n\r\n");
-  if (end == std::string::npos || raw.compare(0, 12, "HTTP/1.1 200") != 0)
-    throw std::runtime_error("GET /metrics failed: " + raw.substr(0, 200));
-  return raw.substr(end + 4);
+  const auto r = http_get(port, "/metrics");
+  if (r.status != 200) throw std::runtime_error("GET /metrics answered " + std::to_string(r.status));
+  return r.body;
 }
-
-using labels = std::map<std::string, std::string>;
-
-struct sample {
-  std::string name;
-  labels labels_;
-  double value = 0;
-};
 
 struct scrape {
   std::string text;
@@ -118,31 +74,7 @@ struct scrape {
 
 scrape parse(std::string text) {
   scrape out;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    sample s;
-    std::size_t i = line.find_first_of("{ ");
-    s.name = line.substr(0, i);
-    if (i != std::string::npos && line[i] == '{') {
-      ++i;
-      while (i < line.size() && line[i] != '}') {
-        const auto eq = line.find('=', i);
-        std::string key = line.substr(i, eq - i), value;
-        i = eq + 2;
-        while (i < line.size() && line[i] != '"') {
-          if (line[i] == '\\' && i + 1 < line.size()) ++i;
-          value += line[i++];
-        }
-        ++i;
-        if (i < line.size() && line[i] == ',') ++i;
-        s.labels_[key] = value;
-      }
-    }
-    s.value = std::stod(line.substr(line.find_last_of(' ') + 1));
-    out.samples.push_back(std::move(s));
-  }
+  out.samples = parse_exposition(text);
   out.text = std::move(text);
   return out;
 }
