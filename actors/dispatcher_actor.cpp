@@ -698,21 +698,32 @@ struct dispatcher_state {
               });
   }
 
+  // A producer limited to some projects is told a task of another project does not exist, so
+  // ids cannot be used to probe other teams' work.
+  void refuse_unseen(const peer_address& to, std::uint64_t id, task_id tid) {
+    refuse(to, id, error_code::unknown_task, "no task " + std::to_string(tid));
+  }
+
   void on(const peer_address& from, std::uint64_t id, protocol::get_task& g) {
     if (auto it = live.find(g.task); it != live.end()) {
+      if (!from.may_see(it->second.project)) return refuse_unseen(from, id, g.task);
       reply(from, id, protocol::task_info{it->second});
       return;
     }
-    with_stored_task(from, id, g.task,
-                     [=](task& t) { reply(from, id, protocol::task_info{std::move(t)}); });
+    with_stored_task(from, id, g.task, [=](task& t) {
+      if (!from.may_see(t.project)) return refuse_unseen(from, id, t.id);
+      reply(from, id, protocol::task_info{std::move(t)});
+    });
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::cancel& c) {
     auto it = live.find(c.task);
     if (it == live.end()) {
+      if (from.who && !from.who->all_projects()) return refuse_unseen(from, id, c.task);
       refuse_not_live(from, id, c.task);
       return;
     }
+    if (!from.may_see(it->second.project)) return refuse_unseen(from, id, c.task);
     persistence::write_batch batch;
     auto done = finish(it, task_status::cancelled, batch, true);
     metrics->cancelled(done.project);

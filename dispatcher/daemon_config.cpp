@@ -38,7 +38,9 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
       {format_duration(out.idempotency_window), &out.idempotency_window},
       {format_duration(out.retention), &out.retention},
       {format_duration(out.event_retention), &out.event_retention},
+      {format_duration(out.peers.idle), &out.peers.idle},
   };
+  std::string auth = out.auth ? "on" : "off";
 
   app.add_option("--data-dir", out.data_dir, "Directory of the RocksDB store")->capture_default_str();
   app.add_option("--work-endpoint", out.work_endpoint, "ZeroMQ endpoint for workers and producers")
@@ -93,8 +95,55 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
                  "wal: survive a process crash; fsync: also survive power loss")
       ->check(CLI::IsMember({"wal", "fsync"}))
       ->capture_default_str();
+  app.add_option("--auth", auth, "on: every request needs a token (see docs/SECURITY.md)")
+      ->check(CLI::IsMember({"on", "off"}))
+      ->capture_default_str();
+  app.add_option("--tokens-file", out.tokens_file,
+                 "Accepted token hashes, one '<role> <projects> sha256:<hex> [label]' per line "
+                 "(default DATA_DIR/tokens, made with fresh tokens on the first start)");
+  app.add_option("--token-hash", out.token_hashes,
+                 "One more accepted token, in the tokens file's line format (repeatable)");
+  auto* curve_key =
+      app.add_option("--curve-secret-key", out.curve_secret_key,
+                     "Encrypt the work and admin endpoints with CURVE, with this server secret key "
+                     "file (dispatchctl keygen makes one)");
+  app.add_option("--curve-allow", out.curve_allow,
+                 "With --curve-secret-key: file of client public keys allowed to connect")
+      ->needs(curve_key);
+  curve_key->needs("--curve-allow");
   app.add_option("--max-frame", out.max_frame, "Largest accepted message body in bytes")
       ->check(CLI::Range(std::size_t{1024}, std::size_t{256} << 20))
+      ->capture_default_str();
+  // The upper bounds are the protocol's own caps (docs/PROTOCOL.md): these can only tighten them.
+  app.add_option("--max-payload", out.limits.max_payload,
+                 "Largest task payload or completion result in bytes")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{256} << 20))
+      ->capture_default_str();
+  app.add_option("--max-batch", out.limits.max_batch,
+                 "Most tasks per submit, jobs per fetch and rows per query")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
+      ->capture_default_str();
+  app.add_option("--max-name", out.limits.max_name,
+                 "Longest project, type, worker or tag name in bytes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{128}))
+      ->capture_default_str();
+  app.add_option("--max-text", out.limits.max_text,
+                 "Longest title, description, error or search text in bytes")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{4096}))
+      ->capture_default_str();
+  app.add_option("--max-tags", out.limits.max_tags, "Most tags per task or worker")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{32}))
+      ->capture_default_str();
+  app.add_option("--max-rate", out.peers.rate,
+                 "Messages a second one connection may send (0 = unlimited)")
+      ->check(CLI::Range(0.0, 1e9))
+      ->capture_default_str();
+  app.add_option("--max-peers", out.peers.max_peers, "Connections served at once")
+      ->check(CLI::Range(std::size_t{1}, std::size_t{1000000}))
+      ->capture_default_str();
+  app.add_option("--peer-idle", durations[9].text,
+                 "A connection silent this long no longer counts against --max-peers")
+      ->check(duration_check)
       ->capture_default_str();
   app.add_option("--threads", out.threads, "Actor scheduler threads (0 = one per core)")
       ->check(CLI::Range(std::size_t{0}, std::size_t{256}))
@@ -111,6 +160,8 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
   }
   for (auto& d : durations) *d.target = *parse_duration(d.text);
   if (out.events_endpoint == "off") out.events_endpoint.clear();
+  out.auth = auth == "on";
+  if (out.tokens_file.empty()) out.tokens_file = out.data_dir + "/tokens";
   out.durability =
       durability == "fsync" ? persistence::durability::fsync : persistence::durability::wal;
   return std::nullopt;

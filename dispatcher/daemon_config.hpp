@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "dispatcher/peer_limiter.hpp"
+#include "dispatcher/request_limits.hpp"
 #include "persistence/task_store.hpp"
 
 namespace dispatch {
@@ -29,7 +32,14 @@ struct daemon_config {
   std::chrono::milliseconds event_retention{7 * 24 * 3600 * 1000};
   std::string event_command;
   persistence::durability durability = persistence::durability::wal;
-  std::size_t max_frame = 1 << 20;
+  std::size_t max_frame = 4 << 20;
+  request_limits limits;
+  peer_limits peers;
+  bool auth = true;
+  std::string tokens_file;                // empty: <data_dir>/tokens
+  std::vector<std::string> token_hashes;  // more entries, in the tokens file's line format
+  std::string curve_secret_key;  // server secret key file; set = CURVE on work and admin
+  std::string curve_allow;       // client public keys allowed in (required with CURVE)
   std::size_t threads = 0;  // actor scheduler threads; 0 = one per core
   std::string log_level = "info";
 };

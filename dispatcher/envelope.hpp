@@ -6,6 +6,7 @@
 #include <string>
 
 #include "protocol/messages.hpp"
+#include "security/role.hpp"
 
 namespace dispatch {
 
@@ -15,6 +16,12 @@ struct peer_address {
   endpoint_kind endpoint = endpoint_kind::work;
   std::string routing_id;  // ZeroMQ ROUTER identity of the connection
   bool delimiter = false;  // the client is a REQ socket: replies need the empty frame back
+  // Who sent the request, when authentication is on (else nullptr: anyone may do anything). Points
+  // into the daemon's token table, which outlives every actor.
+  const security::principal* who = nullptr;
+
+  // Whether the sender may see tasks of `project` (tasks named by id are checked with this).
+  bool may_see(std::string_view project) const { return !who || who->may_use(project); }
 };
 
 struct inbound {

@@ -3,8 +3,10 @@
 #include <chrono>
 #include <vector>
 
+#include "dispatcher/authorization.hpp"
 #include "dispatcher/outbox.hpp"
 #include "protocol/codec.hpp"
+#include "security/token_table.hpp"
 
 namespace dispatch {
 namespace {
@@ -19,11 +21,21 @@ std::int64_t hard_frame_limit(std::size_t max_frame) {
   return static_cast<std::int64_t>(max_frame) * 4 + 4096;
 }
 
+std::string_view peer_ip(const zmq::message_t* frame) {
+  if (!frame) return "unknown";
+  // zmq_msg_gets takes a non-const message but only reads its metadata.
+  const char* address = zmq_msg_gets(const_cast<zmq::message_t*>(frame)->handle(), "Peer-Address");
+  return address ? std::string_view(address) : std::string_view("unknown");
+}
+
 }  // namespace
 
-io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver)
+io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver,
+                     refusal_fn refused)
     : settings_(std::move(settings)),
       deliver_(std::move(deliver)),
+      refused_(std::move(refused)),
+      limiter_(settings_.peers),
       work_(context, zmq::socket_type::router),
       admin_(context, zmq::socket_type::router),
       outbox_(context, zmq::socket_type::pull) {
@@ -39,6 +51,9 @@ io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn d
 }
 
 bool io_bridge::bind(std::string& error) {
+  if (settings_.curve)
+    for (auto* s : {&work_, &admin_})
+      if (!security::apply_curve_server(*s, *settings_.curve, error)) return false;
   auto try_bind = [&](zmq::socket_t& s, const std::string& endpoint, const char* what) {
     try {
       s.bind(endpoint);
@@ -99,6 +114,25 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
   if (parts.empty()) return;
 
   peer_address from{kind, parts[0].to_string(), false};
+  // Admission first: a flooding peer costs a table lookup per message, not a decode.
+  peer_key_.assign(1, static_cast<char>(kind));
+  peer_key_ += from.routing_id;
+  switch (limiter_.admit(peer_key_, peer_limiter::clock::now())) {
+    case admission::admitted:
+      break;
+    case admission::rate_limited:
+      reply_error(router, from, 0, protocol::error_code::rate_limited,
+                  "more than " + std::to_string(static_cast<long long>(settings_.peers.rate)) +
+                      " messages a second from this connection; slow down",
+                  &parts.back());
+      return;
+    case admission::too_many_peers:
+      reply_error(router, from, 0, protocol::error_code::too_many_peers,
+                  "the dispatcher already serves " + std::to_string(settings_.peers.max_peers) +
+                      " connections; try again later",
+                  &parts.back());
+      return;
+  }
   const zmq::message_t* body = nullptr;
   if (parts.size() == 2) {
     body = &parts[1];
@@ -107,28 +141,59 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
     body = &parts[2];
   } else {
     reply_error(router, from, 0, protocol::error_code::malformed,
-                "expected exactly one body frame (optionally after an empty delimiter)");
+                "expected exactly one body frame (optionally after an empty delimiter)",
+                &parts.back());
     return;
   }
   if (body->size() > settings_.max_frame) {
     reply_error(router, from, 0, protocol::error_code::too_large,
                 "frame of " + std::to_string(body->size()) + " bytes exceeds the limit of " +
-                    std::to_string(settings_.max_frame));
+                    std::to_string(settings_.max_frame) + " (--max-frame)",
+                body);
     return;
   }
 
   inbound in{std::move(from), {}};
   protocol::decode_failure why;
   if (!protocol::decode(std::string_view(body->data<char>(), body->size()), in.request, why)) {
-    reply_error(router, in.from, why.request_id, why.code, std::move(why.message));
+    reply_error(router, in.from, why.request_id, why.code, std::move(why.message), body);
     return;
   }
   if (const char* refusal = endpoint_refusal(kind, in.request.body)) {
     reply_error(router, in.from, in.request.id, protocol::error_code::unknown_type,
-                std::string(protocol::type_name(in.request.body)) + ": " + refusal);
+                std::string(protocol::type_name(in.request.body)) + ": " + refusal, body);
+    return;
+  }
+  if (!authorize(router, in, *body)) return;
+  if (auto why = limit_refusal(in.request.body, settings_.limits); !why.empty()) {
+    reply_error(router, in.from, in.request.id, protocol::error_code::too_large, std::move(why),
+                body);
     return;
   }
   deliver_(std::move(in));
+}
+
+bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message_t& body) {
+  if (!settings_.tokens) return true;
+  using protocol::error_code;
+  if (in.request.token.empty()) {
+    reply_error(router, in.from, in.request.id, error_code::unauthenticated,
+                "this dispatcher requires a token (\"token\" in the request)", &body);
+    return false;
+  }
+  in.from.who = settings_.tokens->authenticate(in.request.token);
+  // The token is no longer needed; it must not travel further or linger in memory.
+  in.request.token.clear();
+  if (!in.from.who) {
+    reply_error(router, in.from, in.request.id, error_code::unauthenticated, "unknown token",
+                &body);
+    return false;
+  }
+  if (auto why = authorization_refusal(*in.from.who, in.request.body); !why.empty()) {
+    reply_error(router, in.from, in.request.id, error_code::forbidden, std::move(why), &body);
+    return false;
+  }
+  return true;
 }
 
 void io_bridge::drain_outbox() {
@@ -148,7 +213,8 @@ void io_bridge::drain_outbox() {
 
 void io_bridge::reply_error(zmq::socket_t& router, const peer_address& to,
                             std::uint64_t request_id, protocol::error_code code,
-                            std::string message) {
+                            std::string message, const zmq::message_t* body) {
+  if (refused_) refused_(refusal{to.endpoint, code, message, peer_ip(body)});
   protocol::encode(protocol::reply{request_id, protocol::error{code, std::move(message)}},
                    encode_buffer_);
   send_to(router, to, encode_buffer_);

@@ -7,11 +7,19 @@
 #include <atomic>
 #include <cstddef>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include <zmq.hpp>
 
 #include "dispatcher/envelope.hpp"
+#include "dispatcher/peer_limiter.hpp"
+#include "dispatcher/request_limits.hpp"
+#include "security/curve_keys.hpp"
+
+namespace dispatch::security {
+class token_table;
+}
 
 namespace dispatch {
 
@@ -19,14 +27,32 @@ struct io_settings {
   std::string work_endpoint = "tcp://127.0.0.1:5555";
   std::string admin_endpoint = "tcp://127.0.0.1:5556";
   std::string outbox_address = "inproc://dispatch-outbox";
-  std::size_t max_frame = 1 << 20;  // larger bodies get a too_large error
+  std::size_t max_frame = 4 << 20;  // larger bodies get a too_large error
+  request_limits limits;
+  peer_limits peers;
+  // The accepted tokens; nullptr turns authentication off (every peer may send anything its
+  // endpoint serves). Must outlive the bridge and every actor that sees its principals.
+  const security::token_table* tokens = nullptr;
+  // Set: the work and admin endpoints speak CURVE with this key pair (a ZAP handler must be
+  // serving in the context before bind()).
+  std::optional<security::curve_key_pair> curve;
+};
+
+// A request the I/O thread answered with an error itself, for the daemon's metrics and log.
+struct refusal {
+  endpoint_kind endpoint;
+  protocol::error_code code;
+  const std::string& reason;
+  std::string_view peer;  // the peer's address as ZeroMQ reports it, e.g. "127.0.0.1"
 };
 
 class io_bridge {
  public:
   using deliver_fn = std::function<void(inbound&&)>;
+  using refusal_fn = std::function<void(const refusal&)>;
 
-  io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver);
+  io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver,
+            refusal_fn refused = {});
   io_bridge(const io_bridge&) = delete;
   io_bridge& operator=(const io_bridge&) = delete;
 
@@ -43,12 +69,18 @@ class io_bridge {
   void drain_router(zmq::socket_t& router, endpoint_kind kind);
   void drain_outbox();
   void handle_frames(zmq::socket_t& router, endpoint_kind kind);
+  // Checks the token and what it allows; sets `in.from.who`. False when refused (answered).
+  bool authorize(zmq::socket_t& router, inbound& in, const zmq::message_t& body);
   void reply_error(zmq::socket_t& router, const peer_address& to, std::uint64_t request_id,
-                   protocol::error_code code, std::string message);
+                   protocol::error_code code, std::string message,
+                   const zmq::message_t* body = nullptr);
   void send_to(zmq::socket_t& router, const peer_address& to, const std::string& body);
 
   io_settings settings_;
   deliver_fn deliver_;
+  refusal_fn refused_;
+  peer_limiter limiter_;
+  std::string peer_key_;
   zmq::socket_t work_;
   zmq::socket_t admin_;
   zmq::socket_t outbox_;

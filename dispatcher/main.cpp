@@ -13,8 +13,11 @@
 #include "actors/notifier_actor.hpp"
 #include "actors/persistence_actor.hpp"
 #include "dispatcher/daemon_config.hpp"
+#include "dispatcher/daemon_tokens.hpp"
 #include "dispatcher/io_bridge.hpp"
 #include "dispatcher/outbox.hpp"
+#include "dispatcher/refusal_reporter.hpp"
+#include "dispatcher/zap_handler.hpp"
 #include "metrics/dispatcher_metrics.hpp"
 
 namespace {
@@ -37,6 +40,29 @@ sigset_t shutdown_signals() {
   return set;
 }
 
+// Loads the server key and the allow list, and starts the ZAP handler that checks every client
+// key during the CURVE handshake.
+bool start_curve(const daemon_config& cfg, zmq::context_t& context,
+                 const std::shared_ptr<metrics::dispatcher_metrics>& metrics, io_settings& io_cfg,
+                 std::unique_ptr<zap_handler>& zap, std::string& error) {
+  security::curve_key_pair server;
+  security::curve_allow_list allowed;
+  if (!security::read_secret_key_file(cfg.curve_secret_key, server.secret_key, error) ||
+      !security::public_key_of(server.secret_key, server.public_key, error) ||
+      !security::read_allow_list(cfg.curve_allow, allowed, error))
+    return false;
+  zap = std::make_unique<zap_handler>(
+      context, allowed.names, [metrics](const std::string& peer, const std::string& reason) {
+        metrics->handshake_refused(reason);
+        spdlog::warn("refused a connection from {}: {}", peer.empty() ? "unknown" : peer, reason);
+      });
+  if (!zap->start(error)) return false;
+  io_cfg.curve = server;
+  spdlog::info("CURVE on: server public key {}, {} client keys allowed", server.public_key,
+               allowed.names.size());
+  return true;
+}
+
 int run(const daemon_config& cfg, const sigset_t& signals) {
   std::unique_ptr<persistence::task_store> opened;
   if (auto s = persistence::task_store::open({cfg.data_dir, cfg.durability}, opened); !s.is_ok()) {
@@ -50,23 +76,49 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
     return 1;
   }
 
+  // Declared before the actor system: requests carry pointers to its principals.
+  security::token_table tokens;
+  if (cfg.auth) {
+    std::string error;
+    if (!load_daemon_tokens(cfg, tokens, error)) {
+      spdlog::critical("{}", error);
+      return 1;
+    }
+  } else {
+    spdlog::warn("authentication is off: anyone who reaches the endpoints may do anything");
+  }
+  auto metrics = std::make_shared<metrics::dispatcher_metrics>(cfg.metrics_address);
+
   zmq::context_t zmq_context;
-  caf::actor dispatcher;  // set before the I/O thread starts delivering
+  // Before the io bridge (destroyed after its sockets) and serving before they bind.
+  std::unique_ptr<zap_handler> zap;
   io_settings io_cfg;
+  if (!cfg.curve_secret_key.empty()) {
+    std::string error;
+    if (!start_curve(cfg, zmq_context, metrics, io_cfg, zap, error)) {
+      spdlog::critical("{}", error);
+      return 1;
+    }
+  }
+  caf::actor dispatcher;  // set before the I/O thread starts delivering
   io_cfg.work_endpoint = cfg.work_endpoint;
   io_cfg.admin_endpoint = cfg.admin_endpoint;
   io_cfg.max_frame = cfg.max_frame;
-  io_bridge io(zmq_context, io_cfg, [&dispatcher](inbound&& in) {
-    caf::anon_send(dispatcher, actors::inbound_atom::value, std::move(in));
-  });
+  io_cfg.limits = cfg.limits;
+  io_cfg.peers = cfg.peers;
+  io_cfg.tokens = cfg.auth ? &tokens : nullptr;
+  io_bridge io(
+      zmq_context, io_cfg,
+      [&dispatcher](inbound&& in) {
+        caf::anon_send(dispatcher, actors::inbound_atom::value, std::move(in));
+      },
+      refusal_reporter(metrics));
   std::string bind_error;
   if (!io.bind(bind_error)) {
     spdlog::critical("{}", bind_error);
     return 1;
   }
   auto out = std::make_shared<outbox>(zmq_context, io_cfg.outbox_address);
-
-  auto metrics = std::make_shared<metrics::dispatcher_metrics>(cfg.metrics_address);
 
   caf::actor_system_config caf_cfg;
   if (cfg.threads > 0) caf_cfg.set("scheduler.max-threads", cfg.threads);

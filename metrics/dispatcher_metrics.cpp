@@ -189,6 +189,12 @@ struct dispatcher_metrics::impl {
                                                "Time to write one batch to the store.");
   Family<Gauge>& mailbox_f = gauge(*registry, "dispatch_dispatcher_mailbox_messages",
                                    "Messages waiting in the dispatcher actor's mailbox.");
+  Family<Counter>& refused_f = counter(
+      *registry, "dispatch_refused_requests_total",
+      "Requests answered with an error before reaching the actors, by endpoint and error code.");
+  Family<Counter>& handshake_refused_f =
+      counter(*registry, "dispatch_handshakes_refused_total",
+              "Connection handshakes refused by the CURVE authenticator, by reason.");
 
   // Unlabelled series are resolved here once and need no lock: the metric objects are atomic
   // (counters, gauges) or lock themselves (histograms).
@@ -348,6 +354,15 @@ void dispatcher_metrics::worker_left(const std::string& worker) {
   if (it == impl_->workers.end()) return;
   impl_->running_f.Remove(it->second.running);
   impl_->workers.erase(it);
+}
+
+void dispatcher_metrics::refused(const std::string& endpoint, const std::string& code) {
+  // Not on the per-task path: the family's own lookup (locked, by label set) is enough.
+  impl_->refused_f.Add({{"endpoint", endpoint}, {"code", code}}).Increment();
+}
+
+void dispatcher_metrics::handshake_refused(const std::string& reason) {
+  impl_->handshake_refused_f.Add({{"reason", reason}}).Increment();
 }
 
 void dispatcher_metrics::worker_lost() { impl_->lost.Increment(); }

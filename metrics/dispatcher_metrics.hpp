@@ -52,6 +52,12 @@ class dispatcher_metrics {
   void store_error();                     // a store write failed
   void mailbox_depth(std::size_t messages);  // the dispatcher actor's mailbox
 
+  // A request the dispatcher refused before it reached the actors, by endpoint ("work",
+  // "admin") and error code ("unauthenticated", "forbidden", "rate_limited", "too_large", ...).
+  void refused(const std::string& endpoint, const std::string& code);
+  // A connection the ZAP handler turned away, by reason ("client key not allowed", ...).
+  void handshake_refused(const std::string& reason);
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;

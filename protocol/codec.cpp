@@ -36,6 +36,14 @@ void check_version(const wire::fields& f) {
                error_code::unsupported_version);
 }
 
+// Envelope fields only requests have.
+void read_extras(const wire::fields& f, request& out) {
+  out.token = f.optional("token", std::string{}, [](const msgpack::object& o, const wire::path& at) {
+    return wire::read_str(o, at, 1, max_token_bytes);
+  });
+}
+void read_extras(const wire::fields&, reply&) {}
+
 template <class Message, class ReadBody>
 bool decode_message(std::string_view bytes, Message& out, decode_failure& why,
                     std::string_view direction, ReadBody read_body) {
@@ -56,6 +64,7 @@ bool decode_message(std::string_view bytes, Message& out, decode_failure& why,
           error_code::unknown_type,
           "type: unknown " + std::string(direction) + " type \"" + wire::printable(type) + "\""};
     out.id = id;
+    read_extras(f, out);
     out.body = std::move(*body);
     return true;
   } catch (const wire::decode_error& e) {

@@ -13,6 +13,9 @@
 
 namespace dispatch::protocol {
 
+// Longer tokens are refused as bad_field before anyone hashes them.
+constexpr std::size_t max_token_bytes = 256;
+
 struct decode_failure {
   std::uint64_t request_id = 0;  // 0 when the id itself could not be read
   error_code code = error_code::malformed;

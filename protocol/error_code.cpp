@@ -6,10 +6,11 @@
 namespace dispatch::protocol {
 namespace {
 // Indexed by the enum value, so the order must follow the declaration in messages.hpp.
-constexpr std::array<std::string_view, 13> error_names = {
-    "malformed",   "unsupported_version", "unknown_type", "bad_field",      "too_large",
-    "not_registered", "unknown_task",     "not_owner",    "stale_lease",    "invalid_state",
-    "storage",     "unknown_worker",      "internal"};
+constexpr std::array<std::string_view, 17> error_names = {
+    "malformed",       "unsupported_version", "unknown_type", "bad_field",      "too_large",
+    "not_registered",  "unknown_task",        "not_owner",    "stale_lease",    "invalid_state",
+    "storage",         "unknown_worker",      "unauthenticated", "forbidden", "rate_limited",
+    "too_many_peers",  "internal"};
 static_assert(static_cast<std::size_t>(error_code::internal) + 1 == error_names.size(),
               "every error_code needs a wire name");
 }  // namespace

@@ -4,6 +4,7 @@
 //   "v"    protocol version (uint, currently 1)
 //   "type" message type (string, the name given in the comment of each struct)
 //   "id"   request id (uint64) chosen by the client and echoed by the reply
+//   "token" (requests only, optional) the caller's credential
 // plus the fields of the struct under the names given here. Unknown keys are ignored so that
 // later versions can add optional fields without breaking older peers.
 #pragma once
@@ -170,6 +171,10 @@ using request_body =
 struct request {
   std::uint64_t id = 0;
   request_body body;
+  // "token": the credential that says who is asking (see docs/SECURITY.md). Optional on the
+  // wire; a dispatcher with authentication on refuses requests without a valid one. Last, with a
+  // default, so that {id, body} still reads as a request without one.
+  std::string token = {};
 };
 
 // ---- replies: dispatcher -> client ----
@@ -287,6 +292,10 @@ enum class error_code : std::uint8_t {
   invalid_state,        // the task or project is in a state that forbids this
   storage,              // the store could not write; nothing was acknowledged
   unknown_worker,       // no connected worker has that id
+  unauthenticated,      // no token, or a token the dispatcher does not know
+  forbidden,            // the token's role (or project scope) does not allow this request
+  rate_limited,         // the peer sent more messages per second than allowed; slow down
+  too_many_peers,       // the dispatcher serves as many peers as it is configured for
   internal,             // anything else; the message says what (always the last code)
 };
 std::string_view to_string(error_code c);

@@ -48,13 +48,20 @@ constexpr auto as_order = [](const msgpack::object& o, const wire::path& at) {
   return order;
 };
 
+// What every request map carries besides its body fields.
+struct envelope {
+  std::uint64_t id;
+  std::string_view token;
+};
+
 template <class Body>
-void open(wire::writer& w, std::uint64_t id, const Body&, std::size_t fields) {
-  w.header(wire_name<Body>::value, id, fields);
+void open(wire::writer& w, const envelope& e, const Body&, std::size_t fields) {
+  w.header(wire_name<Body>::value, e.id, fields + (e.token.empty() ? 0 : 1));
+  if (!e.token.empty()) w.text("token", e.token);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const register_worker& m) {
-  open(w, id, m, 6);
+void write_body(wire::writer& w, const envelope& e, const register_worker& m) {
+  open(w, e, m, 6);
   w.text("worker", m.worker);
   w.names("types", m.types);
   w.names("tags", m.tags);
@@ -63,21 +70,21 @@ void write_body(wire::writer& w, std::uint64_t id, const register_worker& m) {
   w.ids("running", m.running);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const fetch& m) {
-  open(w, id, m, 2);
+void write_body(wire::writer& w, const envelope& e, const fetch& m) {
+  open(w, e, m, 2);
   w.number("max", m.max);
   w.number("wait_ms", m.wait_ms);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const complete& m) {
-  open(w, id, m, 3);
+void write_body(wire::writer& w, const envelope& e, const complete& m) {
+  open(w, e, m, 3);
   w.number("task", m.task);
   w.number("attempt", m.attempt);
   w.bytes("result", m.result);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const fail& m) {
-  open(w, id, m, 4);
+void write_body(wire::writer& w, const envelope& e, const fail& m) {
+  open(w, e, m, 4);
   w.number("task", m.task);
   w.number("attempt", m.attempt);
   w.text("error", m.error);
@@ -104,27 +111,27 @@ void write_spec(wire::writer& w, const task_spec& s) {
   if (!s.description.empty()) w.text("description", s.description);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const submit& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const submit& m) {
+  open(w, e, m, 1);
   w.key("tasks");
   w.array(m.tasks.size());
   for (const auto& s : m.tasks) write_spec(w, s);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const get_task& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const get_task& m) {
+  open(w, e, m, 1);
   w.number("task", m.task);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const cancel& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const cancel& m) {
+  open(w, e, m, 1);
   w.number("task", m.task);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const list_tasks& m) {
+void write_body(wire::writer& w, const envelope& e, const list_tasks& m) {
   // Filters that are not set are left out: the map states exactly what is asked.
   const auto set = [](millis v) { return v != 0 ? 1 : 0; };
-  open(w, id, m,
+  open(w, e, m,
        2 + (m.project ? 1 : 0) + (m.status ? 1 : 0) + (m.type ? 1 : 0) + (m.worker ? 1 : 0) +
            (m.priority_min ? 1 : 0) + (m.priority_max ? 1 : 0) + set(m.created_from) +
            set(m.created_to) + set(m.finished_from) + set(m.finished_to) +
@@ -145,55 +152,55 @@ void write_body(wire::writer& w, std::uint64_t id, const list_tasks& m) {
   w.text("order", m.oldest_first ? "oldest" : "newest");
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const list_events& m) {
-  open(w, id, m, 3 + (m.project ? 1 : 0));
+void write_body(wire::writer& w, const envelope& e, const list_events& m) {
+  open(w, e, m, 3 + (m.project ? 1 : 0));
   w.number("after", m.after);
   w.number("limit", m.limit);
   if (m.project) w.text("project", *m.project);
   w.names("kinds", m.kinds);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const set_pool& m) {
-  open(w, id, m, 2);
+void write_body(wire::writer& w, const envelope& e, const set_pool& m) {
+  open(w, e, m, 2);
   w.text("worker", m.worker);
   w.text("pool", to_string(m.pool));
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const pause_project& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const pause_project& m) {
+  open(w, e, m, 1);
   w.text("project", m.project);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const resume_project& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const resume_project& m) {
+  open(w, e, m, 1);
   w.text("project", m.project);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const extend& m) {
-  open(w, id, m, 3);
+void write_body(wire::writer& w, const envelope& e, const extend& m) {
+  open(w, e, m, 3);
   w.number("task", m.task);
   w.number("attempt", m.attempt);
   w.number("extend_ms", m.extend_ms);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const retry_task& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const retry_task& m) {
+  open(w, e, m, 1);
   w.number("task", m.task);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const remove_task& m) {
-  open(w, id, m, 1);
+void write_body(wire::writer& w, const envelope& e, const remove_task& m) {
+  open(w, e, m, 1);
   w.number("task", m.task);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const worker_order& m) {
-  open(w, id, m, 2);
+void write_body(wire::writer& w, const envelope& e, const worker_order& m) {
+  open(w, e, m, 2);
   w.text("worker", m.worker);
   w.text("order", m.order);
 }
 
-void write_body(wire::writer& w, std::uint64_t id, const configure_project& m) {
-  open(w, id, m, 1 + (m.max_inflight ? 1 : 0) + (m.weight ? 1 : 0));
+void write_body(wire::writer& w, const envelope& e, const configure_project& m) {
+  open(w, e, m, 1 + (m.max_inflight ? 1 : 0) + (m.weight ? 1 : 0));
   w.text("project", m.project);
   if (m.max_inflight) w.number("max_inflight", *m.max_inflight);
   if (m.weight) w.number("weight", *m.weight);
@@ -202,9 +209,9 @@ void write_body(wire::writer& w, std::uint64_t id, const configure_project& m) {
 // Bodies without fields; the assertion stops a body that gains fields from silently losing
 // them on the wire.
 template <class Body>
-void write_body(wire::writer& w, std::uint64_t id, const Body& m) {
+void write_body(wire::writer& w, const envelope& e, const Body& m) {
   static_assert(std::is_empty_v<Body>, "this request body needs its own write_body");
-  open(w, id, m, 0);
+  open(w, e, m, 0);
 }
 
 auto tag_list() { return array_of(0, max_tags, as_name); }
@@ -340,7 +347,8 @@ void read_body(const wire::fields&, Body&) {
 }  // namespace
 
 void write(wire::writer& w, const request& r) {
-  std::visit([&](const auto& body) { write_body(w, r.id, body); }, r.body);
+  const envelope e{r.id, r.token};
+  std::visit([&](const auto& body) { write_body(w, e, body); }, r.body);
 }
 
 std::optional<request_body> read_request(std::string_view type, const wire::fields& f) {

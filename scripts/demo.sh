@@ -93,7 +93,9 @@ if [ -f configs/dispatcher.conf ]; then config_args=(--config configs/dispatcher
 dispatcher_pid=$!
 say "dispatcherd started (pid $dispatcher_pid, store $demo_dir/db)"
 
-ctl() { "$bin/dispatchctl" --endpoint "$admin_endpoint" --timeout 500ms "$@"; }
+# Made by dispatcherd on its first start: one token per role (see docs/SECURITY.md).
+credentials="$demo_dir/db/credentials"
+ctl() { "$bin/dispatchctl" --endpoint "$admin_endpoint" --token-file "$credentials" --timeout 500ms "$@"; }
 
 # Bounded: 60 tries of at most ~0.7 s each.
 ready=0
@@ -118,7 +120,8 @@ fi
 start_worker() {
   local id=$1
   shift
-  "$bin/worker-agent" --endpoint "$work_endpoint" --id "$id" "$@" >"$log_dir/$id.log" 2>&1 &
+  "$bin/worker-agent" --endpoint "$work_endpoint" --token-file "$credentials" --id "$id" "$@" \
+    >"$log_dir/$id.log" 2>&1 &
   worker_pids+=($!)
   say "worker-agent $id started (pid $!, $*)"
 }
@@ -144,7 +147,8 @@ done
 
 # In the background with `wait`: bash runs a signal trap only after the foreground command ends,
 # while `wait` returns at once, so a SIGTERM to this script stops everything promptly.
-"$bin/dispatch-demo" --work-endpoint "$work_endpoint" --admin-endpoint "$admin_endpoint" "$@" &
+"$bin/dispatch-demo" --work-endpoint "$work_endpoint" --admin-endpoint "$admin_endpoint" \
+  --token-file "$credentials" "$@" &
 demo_pid=$!
 status=0
 wait "$demo_pid" || status=$?

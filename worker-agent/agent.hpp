@@ -50,10 +50,12 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "protocol/task.hpp"
+#include "security/curve_keys.hpp"
 #include "worker-agent/job_control.hpp"
 
 namespace dispatch::worker {
@@ -88,6 +90,8 @@ struct agent_options {
   std::chrono::milliseconds fetch_wait{1000};  // long-poll time of one fetch, 0..60 s
   std::chrono::milliseconds reconnect_min{100};  // backoff after a lost connection, doubling...
   std::chrono::milliseconds reconnect_max{5000};  // ...up to this; reset by a successful register
+  std::string token;  // sent with every request; a worker token (see docs/SECURITY.md)
+  std::optional<security::curve_client_keys> curve;  // set: connect with CURVE
 };
 
 class agent {

@@ -102,6 +102,12 @@ void agent_loop::connect() {
   dealer_ = zmq::socket_t(ctx_, zmq::socket_type::dealer);
   // Whatever is still queued when we give up on a connection is stale: never block on it.
   dealer_.set(zmq::sockopt::linger, 0);
+  if (options_.curve) {
+    std::string error;
+    if (!security::apply_curve_client(dealer_, options_.curve->client, options_.curve->server_public,
+                                      error))
+      throw std::invalid_argument(error);
+  }
   dealer_.connect(options_.endpoint);
   link_ = link::registering;
   // The liveness window covers the wait for "registered" too.
@@ -132,7 +138,7 @@ void agent_loop::send_register() {
 
 std::optional<std::uint64_t> agent_loop::send(protocol::request_body body) {
   if (link_ == link::disconnected) return std::nullopt;
-  const protocol::request r{next_request_id_++, std::move(body)};
+  const protocol::request r{next_request_id_++, std::move(body), options_.token};
   protocol::encode(r, encode_buffer_);
   // Without ZMQ_IMMEDIATE a connecting DEALER queues up to its high-water mark, so a refused
   // send means the dispatcher has not been reading for a long time.

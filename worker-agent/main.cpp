@@ -15,6 +15,7 @@
 #include "worker-agent/agent.hpp"
 #include "worker-agent/builtin_handlers.hpp"
 #include "protocol/duration.hpp"
+#include "security/credentials_file.hpp"
 #include "worker-agent/signal_watcher.hpp"
 
 namespace {
@@ -44,6 +45,10 @@ struct settings {
   std::string exec_timeout = "60s";
   std::string fetch_wait = "1s";
   std::string log_level = "info";
+  std::string token;
+  std::string token_file;
+  std::string curve_secret_key;
+  std::string curve_server_key;
 };
 
 }  // namespace
@@ -78,6 +83,17 @@ int main(int argc, char** argv) {
   app.add_option("--fetch-wait", s.fetch_wait, "How long one fetch waits at the dispatcher for jobs")
       ->check(duration_between(std::chrono::milliseconds(0), std::chrono::seconds(60)))
       ->capture_default_str();
+  app.add_option("--token", s.token,
+                 "Worker token (default: --token-file, $DISPATCH_TOKEN, or the worker line of "
+                 "./data/credentials)");
+  app.add_option("--token-file", s.token_file,
+                 "File with the token, alone or as a '<role> <token>' line");
+  auto* curve_key = app.add_option("--curve-secret-key", s.curve_secret_key,
+                                   "Connect with CURVE, with this client secret key file");
+  app.add_option("--curve-server-key", s.curve_server_key,
+                 "With --curve-secret-key: the dispatcher's public key (file or Z85 text)")
+      ->needs(curve_key);
+  curve_key->needs("--curve-server-key");
   app.add_option("--log-level", s.log_level, "Log level (to stderr)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
@@ -91,6 +107,25 @@ int main(int argc, char** argv) {
 
   spdlog::set_default_logger(spdlog::stderr_color_mt("worker-agent"));
   spdlog::set_level(spdlog::level::from_str(s.log_level));
+
+  std::string credential_error;
+  if (auto token = dispatch::security::resolve_client_token(dispatch::security::role::worker,
+                                                            s.token, s.token_file, credential_error))
+    s.agent.token = std::move(*token);
+  else if (!credential_error.empty()) {
+    std::cerr << "worker-agent: " << credential_error << "\n";
+    return 2;
+  }
+
+  if (!s.curve_secret_key.empty()) {
+    dispatch::security::curve_client_keys keys;
+    if (!dispatch::security::load_curve_client_keys(s.curve_secret_key, s.curve_server_key, keys,
+                                                    credential_error)) {
+      std::cerr << "worker-agent: " << credential_error << "\n";
+      return 2;
+    }
+    s.agent.curve = std::move(keys);
+  }
 
   // The validators above guarantee these parse.
   s.agent.pool = *dispatch::parse_worker_pool(s.pool);

@@ -36,6 +36,8 @@ class ctl {
     if (!endpoint_.empty()) {
       argv.push_back("--endpoint");
       argv.push_back(endpoint_);
+      argv.push_back("--token");
+      argv.push_back(test_admin_token);
     }
     argv.insert(argv.end(), args.begin(), args.end());
     std::string line;

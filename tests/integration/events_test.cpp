@@ -416,7 +416,8 @@ TEST_CASE("dispatchctl watch replays from a seq, follows live, and exits 0 on SI
 
   // From seq 2 on, project p only, task events only.
   const auto log = ed.d.dir() + "/watch.log";
-  child_process watch({dispatchctl_path(), "watch", "--json", "--endpoint", ed.d.admin_endpoint(),
+  child_process watch({dispatchctl_path(), "watch", "--json", "--token", test_admin_token,
+                       "--endpoint", ed.d.admin_endpoint(),
                        "--events-endpoint", ed.events_endpoint, "--from-seq", "2", "--project",
                        "p", "--types", "task."},
                       log);

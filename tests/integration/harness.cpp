@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "protocol/codec.hpp"
+#include "security/token_hash.hpp"
 
 extern char** environ;
 
@@ -119,8 +120,8 @@ bool wait_until(const std::function<bool()>& condition, std::chrono::millisecond
   }
 }
 
-wire_client::wire_client(const std::string& endpoint)
-    : context_(1), socket_(context_, zmq::socket_type::dealer) {
+wire_client::wire_client(const std::string& endpoint, std::string token)
+    : context_(1), socket_(context_, zmq::socket_type::dealer), token_(std::move(token)) {
   socket_.set(zmq::sockopt::linger, 0);
   socket_.connect(endpoint);
 }
@@ -128,7 +129,7 @@ wire_client::wire_client(const std::string& endpoint)
 std::uint64_t wire_client::send(protocol::request_body body) {
   const auto id = next_id_++;
   std::string bytes;
-  protocol::encode(protocol::request{id, std::move(body)}, bytes);
+  protocol::encode(protocol::request{id, std::move(body), token_}, bytes);
   send_raw(bytes);
   return id;
 }
@@ -220,6 +221,7 @@ void dispatcher_process::start() {
   std::vector<std::string> argv = {dispatcherd_path(),  "--data-dir",     data_,
                                    "--work-endpoint",   work_endpoint(),  "--admin-endpoint",
                                    admin_endpoint(),    "--threads",      "2"};
+  for (auto& a : test_token_args()) argv.push_back(std::move(a));
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   // The events and metrics endpoints have fixed default ports; tests running in parallel would
   // collide on them, so they are off unless a test asks for them.
@@ -252,6 +254,22 @@ void dispatcher_process::stop(int sig) {
   if (!process_->wait(10s)) throw std::runtime_error("dispatcherd did not stop");
 }
 
+std::vector<std::string> test_token_args() {
+  return {"--token-hash",
+          std::string("admin * ") + security::hash_text(test_admin_token) + " integration-tests"};
+}
+
+std::string dispatcher_process::token(const std::string& role) const {
+  std::ifstream file(credentials_path());
+  std::string line;
+  while (std::getline(file, line)) {
+    std::istringstream words(line);
+    std::string r, t;
+    if (words >> r >> t && r == role) return t;
+  }
+  throw std::runtime_error("no " + role + " token in " + credentials_path());
+}
+
 protocol::stats dispatcher_process::stats() {
   wire_client admin(admin_endpoint());
   return expect<protocol::stats>(admin.call(protocol::get_stats{}));
@@ -260,7 +278,7 @@ protocol::stats dispatcher_process::stats() {
 std::unique_ptr<child_process> start_agent(const dispatcher_process& d, const std::string& id,
                                            std::vector<std::string> extra_args) {
   std::vector<std::string> argv = {worker_agent_path(), "--endpoint", d.work_endpoint(), "--id",
-                                   id};
+                                   id, "--token-file", d.credentials_path()};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   return std::make_unique<child_process>(argv, d.dir() + "/agent-" + id + ".log");
 }

@@ -48,10 +48,18 @@ class child_process {
 // Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
-// A DEALER connection speaking the protocol, for tests that act as a worker or producer.
+// Every dispatcher_process accepts this admin token besides the ones it made on its first start
+// (which tests of the roles read with dispatcher_process::token), so tests that are not about
+// authentication need no setup.
+constexpr const char* test_admin_token = "dsp_integration-test-admin-token";
+// The dispatcherd arguments that make it accept test_admin_token.
+std::vector<std::string> test_token_args();
+
+// A DEALER connection speaking the protocol, for tests that act as a worker or producer. Every
+// request carries `token` (none when empty).
 class wire_client {
  public:
-  explicit wire_client(const std::string& endpoint);
+  explicit wire_client(const std::string& endpoint, std::string token = test_admin_token);
   wire_client(const wire_client&) = delete;
   wire_client& operator=(const wire_client&) = delete;
 
@@ -70,6 +78,7 @@ class wire_client {
  private:
   zmq::context_t context_;
   zmq::socket_t socket_;
+  std::string token_;
   std::uint64_t next_id_ = 1;
   std::vector<protocol::reply> parked_;
 };
@@ -107,6 +116,10 @@ class dispatcher_process {
   std::string admin_endpoint() const { return tcp_endpoint(admin_port_); }
   const std::string& data_dir() const { return data_; }
   const std::string& dir() const { return scratch_.path(); }
+  // The token dispatcherd made for `role` ("admin", "producer", "worker") on its first start,
+  // read from <data>/credentials.
+  std::string token(const std::string& role) const;
+  std::string credentials_path() const { return data_ + "/credentials"; }
   protocol::stats stats();
 
  private:

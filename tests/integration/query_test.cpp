@@ -156,7 +156,7 @@ struct ctl_run {
 // Runs the real dispatchctl against `d`; `runs` numbers the log files.
 ctl_run dispatchctl(const dispatcher_process& d, int& runs, std::vector<std::string> args) {
   std::vector<std::string> argv = {dispatchctl_path(), "--endpoint", d.admin_endpoint(),
-                                   "--timeout", "10s"};
+                                   "--token", test_admin_token, "--timeout", "10s"};
   argv.insert(argv.end(), args.begin(), args.end());
   child_process p(argv, d.dir() + "/ctl-" + std::to_string(++runs) + ".log");
   const auto code = p.wait(30s);

@@ -2,7 +2,8 @@
 // killed mid-task, handlers that hang, fail or get cancelled, leases that run out, late answers
 // from an old lease, delayed and overdue tasks, operator orders, and a store that cannot write.
 // Each test prints one line with the numbers it checked; docs/RELIABILITY.md names the test that
-// proves each promise.
+// proves each promise. Waits, reply timeouts and liveness intervals of the timing-heavy tests
+// stretch with DISPATCH_TEST_TIME_SCALE (tests/support/time_scale.hpp): slower sanitizer builds.
 #include <catch2/catch.hpp>
 
 #include <signal.h>
@@ -20,6 +21,7 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/time_scale.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -83,11 +85,13 @@ double seconds_since(std::chrono::steady_clock::time_point t) {
 TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged task",
           "[reliability]") {
   const std::string durability = GENERATE(as<std::string>{}, "wal", "fsync");
-  dispatcher_process d(
-      {{"--heartbeat", "200ms", "--recovery-grace", "500ms", "--durability", durability}});
+  // A slow agent that misses heartbeats is lost and its tasks rerun: allowed here, but a stretched
+  // heartbeat keeps that from eating the attempts of a sanitizer build.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms), "--recovery-grace", scaled_arg(500ms),
+                         "--durability", durability}});
   auto a1 = start_agent(d, "crash-a1", {"--capacity", "4", "--fetch-wait", "200ms"});
   auto a2 = start_agent(d, "crash-a2", {"--capacity", "4", "--fetch-wait", "200ms"});
-  REQUIRE(wait_until([&] { return d.stats().workers.size() == 2; }, 10s));
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 2; }, scaled(10s)));
 
   // The producer submits batches without pause; what it was told is all it may rely on. Each
   // batch has unique echo tasks (result = payload) and a few 30 ms sleeps, so that tasks are
@@ -124,7 +128,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
       std::vector<task_id> ids;
       in_flight = true;
       try {
-        const auto r = client->call(std::move(s), 1500ms);
+        const auto r = client->call(std::move(s), scaled(1500ms));
         if (auto* ok = std::get_if<protocol::submitted>(&r.body)) ids = ok->ids;
       } catch (const std::exception&) {
         client.reset();  // a reply may still come to the old socket; it is not an acknowledgement
@@ -151,7 +155,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
   try {
     for (int kill = 0; kill < 3; ++kill) {
       const auto target = acked() + 300;
-      REQUIRE(wait_until([&] { return acked() >= target; }, 30s));
+      REQUIRE(wait_until([&] { return acked() >= target; }, scaled(30s)));
       running_at_kills += (kill ? "," : "") + std::to_string(d.stats().tasks.at("running"));
       // Wait (briefly) for a submit on the wire, so that the kill lands in the middle of one.
       wait_until([&] { return in_flight.load(); }, 1s);
@@ -161,7 +165,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
     }
     // The producer and both agents go on by themselves after the last restart.
     const auto target = acked() + 200;
-    REQUIRE(wait_until([&] { return acked() >= target; }, 30s));
+    REQUIRE(wait_until([&] { return acked() >= target; }, scaled(30s)));
   } catch (...) {
     stop = true;
     producer.join();
@@ -170,7 +174,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
   stop = true;
   producer.join();
 
-  const bool drained = wait_until([&] { return unfinished(d.stats()) == 0; }, 60s);
+  const bool drained = wait_until([&] { return unfinished(d.stats()) == 0; }, scaled(60s));
   if (!drained)
     UNSCOPED_INFO("dispatcherd log:\n" << tail(d.process().log()) << "\nagent 1 log:\n"
                                        << tail(a1->log()) << "\nagent 2 log:\n"
@@ -199,7 +203,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
   protocol::list_tasks q;
   q.project = "crash";
   q.limit = 10000;
-  const auto all = expect<protocol::task_list>(admin.call(q, 20s)).tasks;
+  const auto all = expect<protocol::task_list>(admin.call(q, scaled(20s))).tasks;
   std::map<std::string, int> seen;
   for (const auto& t : all)
     if (t.type == "echo") ++seen[t.payload];
@@ -276,9 +280,11 @@ TEST_CASE("after kill -9 of dispatcherd a re-registering agent keeps its task, o
 
 TEST_CASE("kill -9 of a worker agent mid-task: its tasks finish on another agent",
           "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms"}});
+  // The rescuer must not itself be lost for a late heartbeat (its tasks would run a third time):
+  // on a slow build the heartbeat, and so the detection of the killed agent, is stretched.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms)}});
   auto doomed = start_agent(d, "doomed", {"--capacity", "2"});
-  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, scaled(10s)));
   wire_client producer(d.work_endpoint());
   const auto ids = submit(producer, {spec("sleep", "1500"), spec("sleep", "1500")});
   REQUIRE(wait_until(
@@ -289,7 +295,7 @@ TEST_CASE("kill -9 of a worker agent mid-task: its tasks finish on another agent
         }
         return true;
       },
-      10s));
+      scaled(10s)));
 
   doomed->signal(SIGKILL);
   REQUIRE(doomed->wait(5s));
@@ -301,7 +307,7 @@ TEST_CASE("kill -9 of a worker agent mid-task: its tasks finish on another agent
           if (status_of(producer, id).status != task_status::completed) return false;
         return true;
       },
-      20s));
+      scaled(20s)));
   const double took = seconds_since(killed);
   int on_rescuer = 0;
   for (auto id : ids) {
@@ -312,8 +318,8 @@ TEST_CASE("kill -9 of a worker agent mid-task: its tasks finish on another agent
   }
   CHECK(find_worker(d.stats(), "doomed") == nullptr);
   report("agent kill -9: tasks=%zu completed on rescuer=%d, lost=0, kill to completion %.2fs "
-         "(liveness 3 x 200ms + 1.5s of work)",
-         ids.size(), on_rescuer, took);
+         "(liveness 3 x %s + 1.5s of work)",
+         ids.size(), on_rescuer, took, scaled_arg(200ms).c_str());
 }
 
 TEST_CASE("a hanging handler loses its lease, is stopped, and the task is retried",
@@ -809,6 +815,7 @@ std::unique_ptr<child_process> start_limited(const std::string& dir, const std::
                                    tcp_endpoint(admin_port),
                                    "--threads",
                                    "2"};
+  for (auto& a : test_token_args()) argv.push_back(std::move(a));
   auto p = std::make_unique<child_process>(argv, dir + "/" + log_name);
   const bool ready = wait_until(
       [&] {

@@ -739,13 +739,13 @@ TEST_CASE("reply decoding is strict and precise") {
   }
   SECTION("unknown error code from a newer peer becomes internal, name kept") {
     raw_map m(encoded(reply{9, error{error_code::storage, "disk"}}));
-    m.set("code", std::string("rate_limited"));
+    m.set("code", std::string("quota_exceeded"));
     reply out;
     decode_failure why;
     REQUIRE(decode(m.bytes(), out, why));
     const auto e = std::get<error>(out.body);
     CHECK(e.code == error_code::internal);
-    CHECK(e.message == "rate_limited: disk");
+    CHECK(e.message == "quota_exceeded: disk");
   }
   SECTION("status counts always carry every status") {
     reply out;

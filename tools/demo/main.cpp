@@ -27,6 +27,7 @@
 #include "demo/reserve_tracker.hpp"
 #include "demo/workload.hpp"
 #include "dispatchctl/admin_client.hpp"
+#include "security/credentials_file.hpp"
 #include "dispatchctl/text_table.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/duration.hpp"
@@ -69,6 +70,9 @@ struct options {
   milliseconds timeout{120'000};
   milliseconds release_wait{20'000};
   milliseconds request_timeout{5'000};
+  std::string token_file;  // producer and admin tokens ('<role> <token>' lines)
+  std::string producer_token;
+  std::string admin_token;
 };
 
 template <class... Args>
@@ -124,10 +128,23 @@ std::optional<int> parse_options(int argc, char** argv, options& out) {
   app.add_option("--request-timeout", request_timeout, "Give up on one request after this long")
       ->check(duration)
       ->capture_default_str();
+  app.add_option("--token-file", out.token_file,
+                 "Credentials with a producer and an admin line (default: $DISPATCH_TOKEN for "
+                 "both, or ./data/credentials)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? exit_ok : exit_usage;
+  }
+  for (auto [role, target] : {std::pair{dispatch::security::role::producer, &out.producer_token},
+                              std::pair{dispatch::security::role::admin, &out.admin_token}}) {
+    std::string error;
+    auto token = dispatch::security::resolve_client_token(role, "", out.token_file, error);
+    if (!token && !error.empty()) {
+      std::cerr << "dispatch-demo: " << error << "\n";
+      return exit_usage;
+    }
+    *target = token.value_or("");
   }
   // The validator guarantees these parse.
   out.timeout = *dispatch::parse_duration(timeout);
@@ -194,8 +211,8 @@ class demo_run {
  public:
   demo_run(zmq::context_t& context, options opts)
       : opts_(std::move(opts)),
-        work_(context, opts_.work_endpoint, opts_.request_timeout),
-        admin_(context, opts_.admin_endpoint, opts_.request_timeout),
+        work_(context, opts_.work_endpoint, opts_.request_timeout, opts_.producer_token),
+        admin_(context, opts_.admin_endpoint, opts_.request_timeout, opts_.admin_token),
         profiles_(demo::default_profiles()) {
     for (const auto& p : profiles_) project_names_.insert(p.name);
   }

@@ -34,8 +34,13 @@ bool wait_for(zmq::socket_t& socket, short events, clock::time_point deadline) {
 }  // namespace
 
 admin_client::admin_client(zmq::context_t& context, std::string endpoint,
-                           std::chrono::milliseconds timeout)
-    : context_(context), endpoint_(std::move(endpoint)), timeout_(timeout) {}
+                           std::chrono::milliseconds timeout, std::string token,
+                           std::optional<security::curve_client_keys> curve)
+    : context_(context),
+      endpoint_(std::move(endpoint)),
+      timeout_(timeout),
+      token_(std::move(token)),
+      curve_(std::move(curve)) {}
 
 std::optional<client_error> admin_client::connect() {
   zmq::socket_t socket(context_, zmq::socket_type::dealer);
@@ -47,6 +52,11 @@ std::optional<client_error> admin_client::connect() {
   // Retry refused connections quickly: the dispatcher may be starting while we wait.
   socket.set(zmq::sockopt::reconnect_ivl, 100);
   socket.set(zmq::sockopt::connect_timeout, static_cast<int>(timeout_.count()));
+  if (curve_) {
+    std::string error;
+    if (!security::apply_curve_client(socket, curve_->client, curve_->server_public, error))
+      return client_error{client_error::kind::bad_endpoint, error};
+  }
   try {
     socket.connect(endpoint_);
   } catch (const zmq::error_t& e) {
@@ -61,7 +71,10 @@ call_result admin_client::call(const protocol::request_body& body) {
   const auto deadline = clock::now() + timeout_;
   const client_error timed_out{client_error::kind::timeout,
                                "no reply from " + endpoint_ + " within " +
-                                   format_duration(timeout_) + " (is dispatcherd running?)"};
+                                   format_duration(timeout_) +
+                                   (curve_ ? " (is dispatcherd running, with CURVE, and does its "
+                                             "allow list have this client's key?)"
+                                           : " (is dispatcherd running?)")};
   if (!socket_) {
     if (auto failure = connect()) return *failure;
   }
@@ -69,7 +82,7 @@ call_result admin_client::call(const protocol::request_body& body) {
 
   const std::uint64_t id = next_id_++;
   std::string frame;
-  protocol::encode(protocol::request{id, body}, frame);
+  protocol::encode(protocol::request{id, body, token_}, frame);
   if (!wait_for(socket, ZMQ_POLLOUT, deadline)) return timed_out;
   // One frame, no empty delimiter: the dispatcher's ROUTER sees [identity, request].
   if (!socket.send(zmq::buffer(frame), zmq::send_flags::dontwait)) return timed_out;

@@ -10,6 +10,7 @@
 #include <zmq.hpp>
 
 #include "protocol/messages.hpp"
+#include "security/curve_keys.hpp"
 
 namespace dispatch::ctl {
 
@@ -30,7 +31,10 @@ using call_result = std::variant<protocol::reply_body, client_error>;
 class admin_client {
  public:
   // Nothing is connected until the first call, so construction cannot fail.
-  admin_client(zmq::context_t& context, std::string endpoint, std::chrono::milliseconds timeout);
+  // `token` goes with every request (empty: none); `curve` set: the connection uses CURVE.
+  admin_client(zmq::context_t& context, std::string endpoint, std::chrono::milliseconds timeout,
+               std::string token = {},
+               std::optional<security::curve_client_keys> curve = std::nullopt);
 
   // Sends `body` with a fresh request id and waits for the reply carrying that id. The whole
   // exchange, connecting included, is bounded by the timeout: this never blocks longer.
@@ -42,6 +46,8 @@ class admin_client {
   zmq::context_t& context_;
   std::string endpoint_;
   std::chrono::milliseconds timeout_;
+  std::string token_;
+  std::optional<security::curve_client_keys> curve_;
   std::optional<zmq::socket_t> socket_;  // created by the first call
   std::uint64_t next_id_ = 1;            // ids are per socket, so a counter is unique enough
 };

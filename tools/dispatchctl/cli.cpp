@@ -303,6 +303,15 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
       ->capture_default_str()
       ->type_name("DURATION");
   app.add_flag("--json", inv.json, "Print JSON instead of tables (shapes below)");
+  app.add_option("--token", inv.token,
+                 "Token to send (default: --token-file, $DISPATCH_TOKEN, or the admin line of "
+                 "./data/credentials)");
+  app.add_option("--token-file", inv.token_file,
+                 "File with the token, alone or as a '<role> <token>' line (the admin one is used)");
+  app.add_option("--curve-secret-key", inv.curve_secret_key,
+                 "Connect with CURVE, with this client secret key file (see keygen)");
+  app.add_option("--curve-server-key", inv.curve_server_key,
+                 "With --curve-secret-key: the dispatcher's public key (file or Z85 text)");
 
   auto* submit = app.add_subcommand("submit", "Submit one task and print its id");
   submit->add_option("--project", raw.spec.project, "Project name")->required();
@@ -465,6 +474,30 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
           ->type_name("FORMAT");
   report->footer(report_footer_text);
 
+  new_token_options token_opts;
+  auto* token_cmd = app.add_subcommand(
+      "token", "Make a new token and print it with the line to add to the tokens file");
+  token_cmd->add_option("--role", token_opts.role, "admin, producer or worker")
+      ->required()
+      ->check(CLI::IsMember({"admin", "producer", "worker"}));
+  token_cmd->add_option("--projects", token_opts.projects,
+                        "Producer only: the projects it may use, comma-separated (default all)")
+      ->delimiter(',')
+      ->type_name("PROJECT,...");
+  token_cmd->add_option("--label", token_opts.label, "Name of the token in the daemon's logs");
+  token_cmd->footer(
+      "Nothing is sent to the dispatcher. Give the token to the client, and add the printed\n"
+      "line to the dispatcher's tokens file (or pass it with --token-hash); restart it to load.");
+
+  keygen_options keygen_opts;
+  auto* keygen = app.add_subcommand("keygen", "Make a CURVE key pair: PREFIX.key and PREFIX.pub");
+  keygen->add_option("PREFIX", keygen_opts.prefix, "Path and name of the two files")->required();
+  keygen->add_flag("--force", keygen_opts.force, "Replace existing files");
+  keygen->footer(
+      "Nothing is sent to the dispatcher. PREFIX.key is the secret key (created 0600, never\n"
+      "share it); PREFIX.pub is the public key to give to the other side: clients need the\n"
+      "dispatcher's, the dispatcher's --curve-allow file lists the clients'.");
+
   app.footer(footer_text);
 
   parse_result result;
@@ -577,6 +610,22 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
     auto& types = watch_opts.types;
     types.erase(std::remove(types.begin(), types.end(), std::string()), types.end());
     inv.watch = std::move(watch_opts);
+  } else if (app.got_subcommand(token_cmd)) {
+    auto& projects = token_opts.projects;
+    projects.erase(std::remove(projects.begin(), projects.end(), std::string()), projects.end());
+    if (!projects.empty() && token_opts.role != "producer") {
+      result.exit_code = exit_usage;
+      result.err = "dispatchctl: token: --projects applies to producer tokens only\n";
+      return result;
+    }
+    inv.new_token = std::move(token_opts);
+  } else if (app.got_subcommand(keygen)) {
+    inv.keygen = std::move(keygen_opts);
+  }
+  if (inv.curve_secret_key.empty() != inv.curve_server_key.empty()) {
+    result.exit_code = exit_usage;
+    result.err = "dispatchctl: --curve-secret-key and --curve-server-key go together\n";
+    return result;
   }
   result.run = std::move(inv);
   return result;

@@ -5,9 +5,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "dispatchctl/watch.hpp"
 #include "protocol/messages.hpp"
+#include "security/curve_keys.hpp"
 
 namespace dispatch::ctl {
 
@@ -28,8 +30,29 @@ struct report_options {
 
 // Everything a run needs. The request variant alternative names the command, so there is
 // no separate command enum to keep in sync with it.
+// "token": make a new token locally (nothing is sent) and print it with its tokens-file line.
+struct new_token_options {
+  std::string role;                   // admin, producer or worker
+  std::vector<std::string> projects;  // producer only; empty = every project
+  std::string label;
+};
+
+// "keygen": make a CURVE key pair locally, PREFIX.key (secret, 0600) and PREFIX.pub.
+struct keygen_options {
+  std::string prefix;
+  bool force = false;  // replace existing files
+};
+
 struct invocation {
   std::string endpoint = default_endpoint;
+  // Credentials as given; main() resolves them (files, environment) so parsing stays pure.
+  std::string token;
+  std::string token_file;
+  // CURVE: the client's secret key file and the dispatcher's public key (file or Z85 text).
+  std::string curve_secret_key;
+  std::string curve_server_key;
+  // Filled by main() from the two files above; parse_args leaves it empty.
+  std::optional<security::curve_client_keys> curve_keys;
   std::chrono::milliseconds timeout{3000};
   bool json = false;
   protocol::request_body request;
@@ -39,6 +62,9 @@ struct invocation {
   bool all_pages = false;
   // Set for "report", which pages through `request` (a `tasks` query) and prints rows.
   std::optional<report_options> report;
+  // Set for the local commands, which send nothing.
+  std::optional<new_token_options> new_token;
+  std::optional<keygen_options> keygen;
 };
 
 // Either something to run, or an exit code with the text the parser produced (help on

@@ -250,7 +250,7 @@ int run_watch(const invocation& inv, std::ostream& out, std::ostream& err) {
       drain(sub, err, keep);
     }
 
-    admin_client admin(context, inv.endpoint, inv.timeout);
+    admin_client admin(context, inv.endpoint, inv.timeout, inv.token, inv.curve_keys);
     for (;;) {
       protocol::list_events q;
       q.after = *cursor;
