@@ -1,6 +1,7 @@
 #include "dispatcher/io_bridge.hpp"
 
 #include <chrono>
+#include <sstream>
 #include <vector>
 
 #include "dispatcher/authorization.hpp"
@@ -36,6 +37,7 @@ io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn d
       deliver_(std::move(deliver)),
       refused_(std::move(refused)),
       limiter_(settings_.peers),
+      rate_text_((std::ostringstream() << settings_.peers.rate).str()),
       work_(context, zmq::socket_type::router),
       admin_(context, zmq::socket_type::router),
       outbox_(context, zmq::socket_type::pull) {
@@ -113,7 +115,8 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
   }
   if (parts.empty()) return;
 
-  peer_address from{kind, parts[0].to_string(), false};
+  // A REQ client's reply needs the delimiter back, refusals included, or REQ drops it and hangs.
+  peer_address from{kind, parts[0].to_string(), parts.size() == 3 && parts[1].size() == 0};
   // Admission first: a flooding peer costs a table lookup per message, not a decode.
   peer_key_.assign(1, static_cast<char>(kind));
   peer_key_ += from.routing_id;
@@ -122,22 +125,21 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
       break;
     case admission::rate_limited:
       reply_error(router, from, 0, protocol::error_code::rate_limited,
-                  "more than " + std::to_string(static_cast<long long>(settings_.peers.rate)) +
-                      " messages a second from this connection; slow down",
+                  "more than " + rate_text_ +
+                      " messages a second from this connection (--max-rate); slow down",
                   &parts.back());
       return;
     case admission::too_many_peers:
       reply_error(router, from, 0, protocol::error_code::too_many_peers,
                   "the dispatcher already serves " + std::to_string(settings_.peers.max_peers) +
-                      " connections; try again later",
+                      " connections (--max-peers); try again later",
                   &parts.back());
       return;
   }
   const zmq::message_t* body = nullptr;
   if (parts.size() == 2) {
     body = &parts[1];
-  } else if (parts.size() == 3 && parts[1].size() == 0) {
-    from.delimiter = true;
+  } else if (from.delimiter) {
     body = &parts[2];
   } else {
     reply_error(router, from, 0, protocol::error_code::malformed,
@@ -165,6 +167,7 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
     return;
   }
   if (!authorize(router, in, *body)) return;
+  cap_page_sizes(in.request.body, settings_.limits);
   if (auto why = limit_refusal(in.request.body, settings_.limits); !why.empty()) {
     reply_error(router, in.from, in.request.id, protocol::error_code::too_large, std::move(why),
                 body);

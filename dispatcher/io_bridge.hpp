@@ -81,6 +81,7 @@ class io_bridge {
   refusal_fn refused_;
   peer_limiter limiter_;
   std::string peer_key_;
+  std::string rate_text_;  // --max-rate as the operator wrote it ("20", "0.5"), for refusals
   zmq::socket_t work_;
   zmq::socket_t admin_;
   zmq::socket_t outbox_;

@@ -1,5 +1,6 @@
 #include "dispatcher/request_limits.hpp"
 
+#include <algorithm>
 #include <type_traits>
 #include <variant>
 
@@ -49,7 +50,6 @@ class checker {
     names("types", m.types);
     names("tags", m.tags);
   }
-  void check(const fetch& m) { batch("max", m.max); }
   void check(const complete& m) { payload("result", m.result); }
   void check(const fail& m) { text("error", m.error); }
   void check(const submit& m) {
@@ -65,11 +65,7 @@ class checker {
       text(at + "description", s.description);
     }
   }
-  void check(const list_tasks& m) {
-    batch("limit", m.limit);
-    text("text", m.text);
-  }
-  void check(const list_events& m) { batch("limit", m.limit); }
+  void check(const list_tasks& m) { text("text", m.text); }
   // The rest carry only ids, names the decoder caps, or nothing.
   template <class Other>
   void check(const Other&) {}
@@ -85,6 +81,15 @@ std::string limit_refusal(const request_body& body, const request_limits& limits
   checker c(limits);
   std::visit([&c](const auto& m) { c.check(m); }, body);
   return std::move(c).result();
+}
+
+void cap_page_sizes(request_body& body, const request_limits& limits) {
+  const auto cap = [&](std::uint32_t& n) {
+    n = static_cast<std::uint32_t>(std::min<std::size_t>(n, limits.max_batch));
+  };
+  if (auto* f = std::get_if<fetch>(&body)) cap(f->max);
+  else if (auto* t = std::get_if<list_tasks>(&body)) cap(t->limit);
+  else if (auto* e = std::get_if<list_events>(&body)) cap(e->limit);
 }
 
 }  // namespace dispatch

@@ -37,6 +37,8 @@ std::string parse_line(const std::string& line, token_digest& digest, principal&
       if (p.empty() || p.size() > 128) return "project names are 1..128 bytes";
   }
   std::getline(in >> std::ws, who.label);
+  while (!who.label.empty() && (who.label.back() == '\r' || who.label.back() == ' '))
+    who.label.pop_back();  // a file written on Windows
   if (who.label.empty()) who.label = std::string(to_string(*r)) + (projects == "*" ? "" : ":" + projects);
   digest = *d;
   return {};
