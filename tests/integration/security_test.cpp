@@ -29,6 +29,7 @@
 #include "security/curve_keys.hpp"
 #include "security/token_hash.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/prometheus_scrape.hpp"
 
 using namespace dispatch;
@@ -41,29 +42,9 @@ namespace {
 
 using code = protocol::error_code;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  REQUIRE(out.good());
-}
 
-bool exists(const std::string& path) {
-  struct stat st {};
-  return ::stat(path.c_str(), &st) == 0;
-}
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777;
-}
 
 protocol::task_spec spec(std::string project, std::string payload = {}) {
   protocol::task_spec s;

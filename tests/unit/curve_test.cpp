@@ -2,6 +2,7 @@
 // (dispatcher/zap_handler) deciding real handshakes over tcp loopback.
 #include <catch2/catch.hpp>
 
+#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 #include <sys/stat.h>  // stat, chmod
@@ -27,6 +28,8 @@ namespace {
 using namespace std::chrono_literals;
 using dispatch::zap_handler;
 namespace sec = dispatch::security;
+using dispatch::testing::mode_of;
+using dispatch::testing::write_text;
 
 // Generous bounds: reached only when something is broken, never on the passing path, except
 // for `quiet_period`, the time a refused peer gets to (wrongly) deliver something.
@@ -46,17 +49,7 @@ std::string binary_key(const std::string& z85) {
   return binary;
 }
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  REQUIRE(out.good());
-}
 
-unsigned mode_of(const std::string& path) {
-  struct stat info {};
-  REQUIRE(::stat(path.c_str(), &info) == 0);
-  return info.st_mode & 07777;
-}
 
 // The refusals the ZAP handler reported, waited for from the test thread.
 class refusal_log {

@@ -27,6 +27,7 @@
 #include "security/role.hpp"
 #include "security/token_hash.hpp"
 #include "security/token_table.hpp"
+#include "tests/support/files.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace {
@@ -37,6 +38,9 @@ using Catch::Matchers::StartsWith;
 namespace sec = dispatch::security;
 namespace protocol = dispatch::protocol;
 using dispatch::testing::temp_dir;
+using dispatch::testing::mode_of;
+using dispatch::testing::read_text;
+using dispatch::testing::write_text;
 
 // A well-formed hash line for `token`.
 std::string line(const std::string& role, const std::string& projects, const std::string& token,
@@ -44,24 +48,8 @@ std::string line(const std::string& role, const std::string& projects, const std
   return role + " " + projects + " " + sec::hash_text(token) + (label.empty() ? "" : " " + label);
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
-void write_text(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  REQUIRE(out.good());
-}
 
-unsigned mode_of(const std::string& path) {
-  struct stat st {};
-  REQUIRE(::stat(path.c_str(), &st) == 0);
-  return st.st_mode & 07777;
-}
 
 // Sets or unsets one environment variable for the scope, then puts back what was there.
 class env_guard {
