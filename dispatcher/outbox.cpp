@@ -18,7 +18,11 @@ void outbox::send(const peer_address& to, const protocol::reply& reply) {
   protocol::encode(reply, buffer_);
   const char endpoint = static_cast<char>(to.endpoint);
   const char delimiter = to.delimiter ? 1 : 0;
-  push_.send(zmq::const_buffer(&endpoint, 1), zmq::send_flags::sndmore);
+  // With the unlimited queue above, a send only fails when the I/O thread's PULL end is gone
+  // (shutdown): the reply is dropped then, where a blocking send would hang the calling actor and
+  // with it the daemon's exit. Once the first frame is in, ZeroMQ takes the rest of the message.
+  if (!push_.send(zmq::const_buffer(&endpoint, 1), zmq::send_flags::sndmore | zmq::send_flags::dontwait))
+    return;
   push_.send(zmq::buffer(to.routing_id), zmq::send_flags::sndmore);
   push_.send(zmq::const_buffer(&delimiter, 1), zmq::send_flags::sndmore);
   push_.send(zmq::buffer(buffer_), zmq::send_flags::none);
