@@ -5,12 +5,15 @@
 // backlog near its nominal size by refilling it between timed rounds, so the numbers show how a
 // decision scales with the number of queued tasks and of workers (it should grow like log n).
 //
-//   policy_bench           full grid, well under a minute
-//   policy_bench --quick   a 2 x 2 grid for a smoke run
+//   policy_bench           full grid, each cell measured --reps times (default 3)
+//   policy_bench --quick   a 2 x 2 grid, one repetition, for a smoke run
+// The table shows the median of the repetitions; bench/results/policy.json (or --out DIR) has
+// the median, min, max and samples of every cell.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <string>
@@ -20,6 +23,7 @@
 #include <malloc.h>
 #endif
 
+#include "bench/support/report.hpp"
 #include "dispatcher/policy/scheduler.hpp"
 
 namespace {
@@ -155,15 +159,23 @@ cell measure(std::size_t worker_count, std::size_t backlog, std::size_t decision
 }  // namespace
 
 int main(int argc, char** argv) {
+  using dispatch::bench::summarize;
   bool quick = false;
+  int repetitions = 0;  // 0: 3, or 1 with --quick
+  std::string out_dir = std::string(DISPATCH_SOURCE_DIR) + "/bench/results";
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) {
       quick = true;
+    } else if (std::strcmp(argv[i], "--reps") == 0 && i + 1 < argc) {
+      repetitions = std::atoi(argv[++i]);
+    } else if (std::strcmp(argv[i], "--out") == 0 && i + 1 < argc) {
+      out_dir = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--reps N] [--out DIR]\n", argv[0]);
       return 2;
     }
   }
+  if (repetitions <= 0) repetitions = quick ? 1 : 3;
   const std::vector<std::size_t> worker_grid =
       quick ? std::vector<std::size_t>{10, 1000} : std::vector<std::size_t>{10, 100, 1000, 10000};
   const std::vector<std::size_t> backlog_grid =
@@ -171,20 +183,42 @@ int main(int argc, char** argv) {
             : std::vector<std::size_t>{1000, 10000, 100000, 1000000};
   const std::size_t decisions = quick ? 50000 : 500000;
 
+  dispatch::bench::report rep("policy", repetitions);
+  rep.params() = {{"projects", project_count},   {"types", type_count},
+                  {"priorities", priority_count}, {"worker_capacity", worker_capacity},
+                  {"decisions_per_cell", decisions}};
+  rep.note("decision = finish + re-offer + dispatch of one task (median of timed rounds within "
+           "a repetition, then median [min..max] over repetitions)");
+
   std::printf("%d projects x %d types x %d priorities, workers of capacity %u\n", project_count,
               type_count, priority_count, worker_capacity);
-  std::printf("decision = finish + re-offer + dispatch of one task (median of timed rounds)\n\n");
+  std::printf("decision = finish + re-offer + dispatch of one task (median of timed rounds)\n");
+  std::printf("median of %d repetitions\n\n", repetitions);
   std::printf("%8s %9s %13s %12s %11s\n", "workers", "queued", "ns/decision", "ns/enqueue",
               "B/queued");
   const auto total_start = bench_clock::now();
   for (std::size_t workers : worker_grid) {
     for (std::size_t backlog : backlog_grid) {
-      const cell c = measure(workers, backlog, decisions);
-      std::printf("%8zu %9zu %13.0f %12.0f %11.0f\n", c.workers, c.queued, c.ns_decision,
-                  c.ns_enqueue, c.bytes_per_queued);
+      std::vector<double> decision, enqueue, bytes;
+      for (int r = 0; r < repetitions; ++r) {
+        const cell c = measure(workers, backlog, decisions);
+        decision.push_back(c.ns_decision);
+        enqueue.push_back(c.ns_enqueue);
+        bytes.push_back(c.bytes_per_queued);
+      }
+      auto& row = rep.add("workers " + std::to_string(workers) + " queued " +
+                              std::to_string(backlog),
+                          {{"workers", workers}, {"queued", backlog}});
+      row.figures["ns_per_decision"] = summarize(decision);
+      row.figures["ns_per_enqueue"] = summarize(enqueue);
+      row.figures["bytes_per_queued"] = summarize(bytes);
+      std::printf("%8zu %9zu %13.0f %12.0f %11.0f\n", workers, backlog,
+                  row.figures["ns_per_decision"].median, row.figures["ns_per_enqueue"].median,
+                  row.figures["bytes_per_queued"].median);
       std::fflush(stdout);
     }
   }
   std::printf("\ntotal %.1f s\n", ns_between(total_start, bench_clock::now()) / 1e9);
+  std::printf("written %s\n", rep.write(out_dir).c_str());
   return 0;
 }

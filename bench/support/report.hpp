@@ -1,0 +1,78 @@
+// What every benchmark prints and writes: an aligned table for people, and the same figures as
+// bench/results/<name>.json for scripts and for comparing runs.
+//
+// Each JSON file carries what is needed to judge its numbers later: the machine's core count,
+// the git commit measured, the date, the parameters, and per figure the median, min, max and
+// every sample.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/support/stats.hpp"
+
+namespace dispatch::bench {
+
+struct machine_info {
+  unsigned cores = 0;  // std::thread::hardware_concurrency()
+  std::string commit;  // git rev-parse --short HEAD of the source tree, "unknown" outside git
+  std::string date;    // UTC, ISO 8601
+};
+machine_info describe_machine();
+
+// One measured configuration: a label for the table, the settings that tell it apart, and its
+// figures by name (e.g. "tasks_per_s").
+struct result_row {
+  std::string label;
+  nlohmann::json config = nlohmann::json::object();
+  std::map<std::string, summary> figures;
+};
+
+class report {
+ public:
+  report(std::string name, int repetitions);
+
+  nlohmann::json& params() { return params_; }
+  void note(std::string text) { notes_.push_back(std::move(text)); }
+  result_row& add(std::string label, nlohmann::json config = nlohmann::json::object());
+  const std::vector<result_row>& rows() const { return rows_; }
+  // The row with this label, or nullptr.
+  const result_row* find(const std::string& label) const;
+
+  // Writes <dir>/<name>.json (creating dir) and returns the path.
+  std::string write(const std::string& dir) const;
+
+ private:
+  std::string name_;
+  int repetitions_;
+  machine_info machine_;
+  nlohmann::json params_ = nlohmann::json::object();
+  std::vector<std::string> notes_;
+  std::vector<result_row> rows_;
+};
+
+// A plain text table: columns sized to their widest cell, first column left-aligned.
+class table {
+ public:
+  explicit table(std::vector<std::string> headers);
+  void row(std::vector<std::string> cells);
+  void print() const;
+
+ private:
+  std::vector<std::string> headers_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// Prints the table and writes the report's JSON into `dir`, saying where.
+void publish(const table& t, const report& r, const std::string& dir);
+
+// "median [min..max]" with the given number of decimals; just the median for one sample.
+std::string format(const summary& s, int decimals = 0);
+std::string format(double value, int decimals = 0);
+
+// Reads <dir>/<name>.json if it exists (another section's results of the same run).
+bool read_results(const std::string& dir, const std::string& name, nlohmann::json& out);
+
+}  // namespace dispatch::bench

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The benchmark suite (bench/README.md): builds the bench targets into ./build, runs every
+# section, prints their tables and writes bench/results/<section>.json.
+#
+#   scripts/bench.sh            full run (N = 200,000, 3 repetitions; about half an hour)
+#   scripts/bench.sh --quick    smoke run (N = 20,000, 1 repetition; a few minutes)
+#   scripts/bench.sh --only lifecycle,floor   some sections only (policy lifecycle latency floor scale)
+#
+# Installs beanstalkd (Debian package) if it is missing, for the comparison in the lifecycle
+# section. The floor section compares with lifecycle.json, so run lifecycle before it.
+# BENCH_BUILD_DIR=dir builds and runs from another build directory (default ./build);
+# BENCH_RESULTS=dir writes the JSON files there instead of bench/results.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+quick=()
+sections=(policy lifecycle latency floor scale)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) quick=(--quick) ;;
+    --only)
+      [ $# -ge 2 ] || { echo "bench.sh: --only needs a list of sections" >&2; exit 2; }
+      IFS=, read -r -a sections <<<"$2"
+      shift ;;
+    -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "bench.sh: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+for s in "${sections[@]}"; do
+  case "$s" in policy|lifecycle|latency|floor|scale) ;;
+    *) echo "bench.sh: unknown section '$s'" >&2; exit 2 ;;
+  esac
+done
+
+as_root=()
+[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# The build needs the project's packages; setup.sh installs them (and builds everything) once.
+if ! installed librocksdb-dev || ! installed libcaf-dev || ! installed cppzmq-dev; then
+  scripts/setup.sh
+fi
+if [ ! -x /usr/bin/beanstalkd ]; then
+  echo "bench: installing beanstalkd"
+  "${as_root[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
+    beanstalkd >/dev/null
+fi
+
+targets=(dispatcherd)
+for s in "${sections[@]}"; do targets+=("${s}_bench"); done
+build=${BENCH_BUILD_DIR:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build "$build" -j2 --target "${targets[@]}"
+
+results=${BENCH_RESULTS:-bench/results}
+mkdir -p "$results"
+start=$(date +%s)
+for s in "${sections[@]}"; do
+  echo
+  echo "=== $s ==="
+  "$build/bin/${s}_bench" "${quick[@]}" --out "$results"
+done
+echo
+echo "bench: done in $(( $(date +%s) - start )) s; results in $results/:"
+for s in "${sections[@]}"; do echo "  $results/$s.json"; done
