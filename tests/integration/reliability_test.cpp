@@ -324,11 +324,14 @@ TEST_CASE("kill -9 of a worker agent mid-task: its tasks finish on another agent
 
 TEST_CASE("a hanging handler loses its lease, is stopped, and the task is retried",
           "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms", "--retry-base", "100ms"}});
+  // The stop comes in a heartbeat reply. An agent that misses heartbeats on a slow build
+  // re-registers, and the stop for a lease that ran out meanwhile is then never sent (reported as
+  // a dispatcher bug); the stretched heartbeat keeps this test about the lease.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms), "--retry-base", "100ms"}});
   temp_dir scratch;
   const auto marker = scratch.path() + "/first-run-happened";
   auto agent = start_agent(d, "hangs-once", {"--capacity", "1"});
-  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, scaled(10s)));
 
   wire_client producer(d.work_endpoint());
   auto t = spec("exec", "if [ -e " + marker + " ]; then echo ok; else touch " + marker +
@@ -337,7 +340,8 @@ TEST_CASE("a hanging handler loses its lease, is stopped, and the task is retrie
   const auto started = std::chrono::steady_clock::now();
   const auto id = submit(producer, {t}).at(0);
   const bool done =
-      wait_until([&] { return status_of(producer, id).status == task_status::completed; }, 15s);
+      wait_until([&] { return status_of(producer, id).status == task_status::completed; },
+                 scaled(15s));
   if (!done) UNSCOPED_INFO("agent log:\n" << tail(agent->log()));
   REQUIRE(done);
   const double took = seconds_since(started);
@@ -447,7 +451,9 @@ TEST_CASE("a complete for an expired lease is refused as stale, the current atte
 }
 
 TEST_CASE("extend moves a lease, heartbeat replies list leases about to expire", "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms"}});
+  // This test is the worker and heartbeats every 150 ms; a stretched heartbeat (and so liveness)
+  // keeps a slow build from declaring it lost between two of them.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms)}});
   wire_client producer(d.work_endpoint());
   wire_client w(d.work_endpoint());
   expect<protocol::registered>(w.call(worker_spec("extender")));
@@ -591,11 +597,12 @@ TEST_CASE("a delayed task waits in the dispatcher, survives a restart and runs a
 }
 
 TEST_CASE("cancel of a running exec task kills it and frees the agent at once", "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms"}});
+  // The cancel comes in a heartbeat reply; stretched on slow builds, like the waits below.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms)}});
   temp_dir scratch;
   const auto pid_file = scratch.path() + "/pid";
   auto agent = start_agent(d, "canceller", {"--capacity", "1"});
-  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, scaled(10s)));
   wire_client producer(d.work_endpoint());
   const auto id = submit(producer, {spec("exec", "echo $$ > " + pid_file + "; exec sleep 30")}).at(0);
   int pid = 0;
@@ -604,17 +611,19 @@ TEST_CASE("cancel of a running exec task kills it and frees the agent at once", 
         pid = std::atoi(read_file(pid_file).c_str());
         return pid > 0 && status_of(producer, id).status == task_status::running;
       },
-      10s));
+      scaled(10s)));
 
   const auto cancelled_at = std::chrono::steady_clock::now();
   expect<protocol::ok>(producer.call(protocol::cancel{id}));
   CHECK(status_of(producer, id).status == task_status::cancelled);
-  const bool gone = wait_until([&] { return ::kill(pid, 0) != 0 && errno == ESRCH; }, 5s);
+  const bool gone =
+      wait_until([&] { return ::kill(pid, 0) != 0 && errno == ESRCH; }, scaled(5s));
   CHECK(gone);
   const double killed_after = seconds_since(cancelled_at);
   const auto next = submit(producer, {spec("echo", "next")}).at(0);
   const bool free =
-      wait_until([&] { return status_of(producer, next).status == task_status::completed; }, 5s);
+      wait_until([&] { return status_of(producer, next).status == task_status::completed; },
+                 scaled(5s));
   if (!free) UNSCOPED_INFO("agent log:\n" << tail(agent->log()));
   CHECK(free);
   const double next_after = seconds_since(cancelled_at);
@@ -673,26 +682,30 @@ TEST_CASE("a task not done by its deadline is marked overdue, once", "[reliabili
 
 TEST_CASE("drain stops new work for a worker, stop makes a real agent finish and exit 0",
           "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms"}});
+  // Orders come in heartbeat replies; an agent that misses heartbeats on a slow build
+  // re-registers, and a drain given before is then forgotten: the heartbeat is stretched there.
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms)}});
   auto agent = start_agent(d, "ordered", {"--capacity", "1"});
-  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
+  REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, scaled(10s)));
   wire_client admin(d.admin_endpoint());
   wire_client producer(d.work_endpoint());
 
   expect<protocol::ok>(admin.call(protocol::worker_order{"ordered", "drain"}));
   CHECK(find_worker(d.stats(), "ordered")->state == "draining");
   const auto held_back = submit(producer, {spec("echo", "wait")}).at(0);
-  std::this_thread::sleep_for(1s);  // five heartbeats and many fetches; then check
+  std::this_thread::sleep_for(scaled(1s));  // five heartbeats and many fetches; then check
   CHECK(status_of(producer, held_back).status == task_status::pending);
 
   expect<protocol::ok>(admin.call(protocol::worker_order{"ordered", "resume"}));
   REQUIRE(wait_until(
-      [&] { return status_of(producer, held_back).status == task_status::completed; }, 5s));
+      [&] { return status_of(producer, held_back).status == task_status::completed; },
+      scaled(5s)));
 
   const auto last = submit(producer, {spec("sleep", "1000")}).at(0);
-  REQUIRE(wait_until([&] { return status_of(producer, last).status == task_status::running; }, 5s));
+  REQUIRE(wait_until([&] { return status_of(producer, last).status == task_status::running; },
+                     scaled(5s)));
   expect<protocol::ok>(admin.call(protocol::worker_order{"ordered", "stop"}));
-  const auto code = agent->wait(10s);
+  const auto code = agent->wait(scaled(10s));
   if (!code) UNSCOPED_INFO("agent log:\n" << tail(agent->log()));
   REQUIRE(code);
   CHECK(*code == 0);
