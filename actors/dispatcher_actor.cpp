@@ -441,7 +441,16 @@ struct dispatcher_state {
     // The same connection registering under another name gives up the old name first.
     if (auto* previous = worker_of(from); previous && previous->spec.worker != spec.worker)
       drop_worker(previous->spec.worker, batch, "worker re-registered under another id");
-    const bool reconnect = workers.count(spec.worker) > 0;
+    // A reconnecting worker keeps what the operator and the dispatcher asked of it: an order
+    // (drain, stop) and the cancels it has not heard yet.
+    std::string order = "none";
+    std::vector<task_id> to_cancel;
+    const auto old = workers.find(spec.worker);
+    const bool reconnect = old != workers.end();
+    if (reconnect) {
+      order = old->second.order;
+      to_cancel = std::move(old->second.to_cancel);
+    }
     drop_worker(spec.worker, batch, "worker re-registered without it", reported);
 
     policy->add_worker({spec.worker, spec.types, spec.tags, spec.capacity, spec.pool},
@@ -449,11 +458,18 @@ struct dispatcher_state {
     auto& w = workers[spec.worker];
     // Adopt what the worker still holds: tasks it held before this registration, and tasks found
     // running under its name after a restart (orphans).
+    w.order = std::move(order);
+    w.to_cancel = std::move(to_cancel);
     for (auto tid : spec.running) {
       auto it = live.find(tid);
       if (it == live.end() || it->second.status != task_status::running ||
-          it->second.worker != spec.worker)
+          it->second.worker != spec.worker) {
+        // Taken back meanwhile (lease ran out, cancelled, finished elsewhere): the worker must
+        // stop it and free the slot rather than run it for nobody (once, if already told).
+        if (std::find(w.to_cancel.begin(), w.to_cancel.end(), tid) == w.to_cancel.end())
+          w.to_cancel.push_back(tid);
         continue;
+      }
       orphans.erase(tid);
       policy->adopt(queued_view(it->second), spec.worker);
       w.held.insert(tid);

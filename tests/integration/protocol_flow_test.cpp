@@ -343,3 +343,33 @@ TEST_CASE("stats show recent throughput and queue wait; an operator moves worker
   CHECK(error_of(admin.call(protocol::set_pool{"nobody", worker_pool::active})) ==
         protocol::error_code::unknown_worker);
 }
+
+TEST_CASE("a worker reconnecting with a task taken back meanwhile is told to cancel it and keeps "
+          "its drain order") {
+  dispatcher_process d;
+  wire_client producer(d.work_endpoint());
+  wire_client admin(d.admin_endpoint());
+  const auto ids = submit(producer, {spec("p", 0)});
+  task_id held = 0;
+  {
+    wire_client first(d.work_endpoint());
+    expect<protocol::registered>(first.call(worker_spec("w1")));
+    const auto jobs = fetch(first, 1);
+    REQUIRE(jobs.size() == 1);
+    held = jobs[0].task;
+    CHECK(held == ids[0]);
+  }
+  // While the worker is away, its task is cancelled and the operator drains it.
+  expect<protocol::ok>(admin.call(protocol::cancel{held}));
+  expect<protocol::ok>(admin.call(protocol::worker_order{"w1", "drain"}));
+
+  wire_client again(d.work_endpoint());  // a new connection: a reconnecting agent
+  auto reg = worker_spec("w1");
+  reg.running = {held};
+  expect<protocol::registered>(again.call(reg));
+  const auto hb = expect<protocol::heartbeat_reply>(again.call(protocol::heartbeat{}));
+  CHECK(hb.order == "drain");
+  REQUIRE(hb.cancel.size() == 1);
+  CHECK(hb.cancel[0] == held);
+  CHECK(status_of(producer, held).status == task_status::cancelled);
+}

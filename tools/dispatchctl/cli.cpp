@@ -325,7 +325,7 @@ parse_result parse_args(int argc, const char* const* argv, millis now) {
       ->delimiter(',')
       ->type_name("TAG,...");
   submit->add_option("--max-attempts", raw.max_attempts, "Attempts before the task is dead")
-      ->check(integer_in<std::uint32_t>(1, std::numeric_limits<std::uint32_t>::max()))
+      ->check(integer_in<std::uint32_t>(1, 1000))  // the protocol's cap (docs/PROTOCOL.md)
       ->type_name("N")
       ->capture_default_str();
   // Not "--timeout": that is dispatchctl's own reply timeout, which may follow the command too.
