@@ -185,7 +185,7 @@ bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message
     return false;
   }
   in.from.who = settings_.tokens->authenticate(in.request.token);
-  // The token is no longer needed; it must not travel further or linger in memory.
+  // The token is no longer needed: the actors see only the principal it stands for.
   in.request.token.clear();
   if (!in.from.who) {
     reply_error(router, in.from, in.request.id, error_code::unauthenticated, "unknown token",
