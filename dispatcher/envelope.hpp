@@ -29,6 +29,12 @@ struct inbound {
   protocol::request request;
 };
 
+// Who a request is for: workers (register fetch complete fail extend heartbeat goodbye),
+// producers (submit status cancel) or operators (everything else). Endpoints and roles are both
+// decided from this one classification.
+enum class message_family : std::uint8_t { worker, producer, admin };
+message_family family_of(const protocol::request_body& body);
+
 // Worker messages belong on the work endpoint, admin queries on the admin endpoint, and producer
 // messages on both. Returns nullptr when allowed, else the reason to send back.
 const char* endpoint_refusal(endpoint_kind where, const protocol::request_body& body);

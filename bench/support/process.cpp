@@ -18,46 +18,6 @@
 
 namespace dispatch::bench {
 
-std::vector<int> free_ports(std::size_t count) {
-  // Every probe socket stays bound until all ports are known, so none is handed out twice.
-  std::vector<int> fds, ports;
-  const auto close_all = [&] {
-    for (int fd : fds) ::close(fd);
-  };
-  for (std::size_t i = 0; i < count; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-      close_all();
-      throw std::runtime_error("socket() failed");
-    }
-    fds.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      close_all();
-      throw std::runtime_error("cannot find a free port");
-    }
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  close_all();
-  return ports;
-}
-
-scratch_dir::scratch_dir(const std::string& prefix) {
-  std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr)
-    throw std::runtime_error("cannot create a temporary directory from " + pattern);
-  path_ = std::move(pattern);
-}
-
-scratch_dir::~scratch_dir() {
-  std::error_code ec;  // best effort: a leftover directory must not turn a result into a failure
-  std::filesystem::remove_all(path_, ec);
-}
-
 child_process::child_process(std::vector<std::string> argv, const std::string& log_path)
     : log_path_(log_path) {
   // Everything the child needs is prepared before fork(): between fork and exec only

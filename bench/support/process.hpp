@@ -15,23 +15,14 @@
 #include <string>
 #include <vector>
 
+#include "tests/support/free_ports.hpp"
+#include "tests/support/temp_dir.hpp"
+
 namespace dispatch::bench {
 
-// `count` distinct TCP ports on 127.0.0.1 that were free a moment ago.
-std::vector<int> free_ports(std::size_t count);
-
-// A fresh directory under the system temp dir, removed with its contents on destruction.
-class scratch_dir {
- public:
-  explicit scratch_dir(const std::string& prefix);
-  ~scratch_dir();
-  scratch_dir(const scratch_dir&) = delete;
-  scratch_dir& operator=(const scratch_dir&) = delete;
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+// The tests' free ports and scratch directories serve the benchmarks as they are.
+using testing::free_ports;
+using scratch_dir = testing::temp_dir;
 
 class child_process {
  public:

@@ -124,17 +124,9 @@ std::string encoded(protocol::request r) {
   return out;
 }
 
-protocol::task_spec spec(std::string project, std::string payload = {}) {
-  protocol::task_spec s;
-  s.project = std::move(project);
-  s.type = "echo";
-  s.payload = std::move(payload);
-  return s;
-}
-
 // A valid submit of one task whose frame is exactly `size` bytes (payload padded).
 std::string submit_frame_of_size(std::size_t size, std::uint64_t id) {
-  protocol::request r{id, protocol::submit{{spec("big")}}, test_admin_token};
+  protocol::request r{id, protocol::submit{{echo_task("big")}}, test_admin_token};
   auto& payload = std::get<protocol::submit>(r.body).tasks[0].payload;
   std::string out;
   for (int i = 0; i < 4; ++i) {
@@ -267,7 +259,7 @@ TEST_CASE("an empty frame is malformed") {
     CHECK(r.id == 0);
     CHECK_THAT(r.message, Contains("empty"));
     // The connection is still usable.
-    expect<protocol::submitted>(c.call(protocol::submit{{spec("after-empty")}}));
+    expect<protocol::submitted>(c.call(protocol::submit{{echo_task("after-empty")}}));
   }
   const auto s = d.stats();
   CHECK(s.tasks.at("pending") == 2);
@@ -448,7 +440,7 @@ TEST_CASE("a submit with one bad task among good ones stores none of them") {
 
   // The same batch without the bad task goes through, and ids start where they would have.
   const auto ids = expect<protocol::submitted>(
-                       c.call(protocol::submit{{spec("a"), spec("b"), spec("a"), spec("a")}}))
+                       c.call(protocol::submit{{echo_task("a"), echo_task("b"), echo_task("a"), echo_task("a")}}))
                        .ids;
   CHECK(ids.size() == 4);
   const auto s = d.stats();
@@ -522,7 +514,7 @@ TEST_CASE("a lower --max-frame lowers the limit: a 3000-byte frame gets too_larg
 TEST_CASE("a multipart message with extra frames is malformed and nothing of it is stored") {
   dispatcher_process d;
   const std::string stats = encoded({1, protocol::get_stats{}});
-  const std::string sub = encoded({2, protocol::submit{{spec("p")}}});
+  const std::string sub = encoded({2, protocol::submit{{echo_task("p")}}});
   wire_client c(d.admin_endpoint());
 
   auto r = refused(c, {stats, "extra"});
@@ -589,8 +581,8 @@ TEST_CASE("messages sent to the wrong endpoint get unknown_type and have no effe
   // Nothing registered, paused or configured.
   check_healthy_and_empty(d);
   // Producer messages are served on both endpoints.
-  expect<protocol::submitted>(admin.call(protocol::submit{{spec("p")}}));
-  expect<protocol::submitted>(work.call(protocol::submit{{spec("p")}}));
+  expect<protocol::submitted>(admin.call(protocol::submit{{echo_task("p")}}));
+  expect<protocol::submitted>(work.call(protocol::submit{{echo_task("p")}}));
   CHECK(d.stats().tasks.at("pending") == 2);
 }
 
@@ -629,7 +621,7 @@ TEST_CASE("a REQ socket client gets proper replies, errors included") {
   REQUIRE(std::holds_alternative<protocol::error>(r.body));
   CHECK(protocol::to_string(std::get<protocol::error>(r.body).code) == "unknown_type");
 
-  r = round_trip(encoded({43, protocol::submit{{spec("req")}}}));
+  r = round_trip(encoded({43, protocol::submit{{echo_task("req")}}}));
   CHECK(r.id == 43);
   const auto ids = expect<protocol::submitted>(r).ids;
   REQUIRE(ids.size() == 1);
@@ -726,7 +718,7 @@ TEST_CASE("dispatcherd refuses a data dir that is a regular file, naming it") {
 TEST_CASE("a second dispatcherd on the same data dir fails cleanly, the first keeps serving") {
   dispatcher_process first;
   wire_client producer(first.work_endpoint());
-  const auto before = expect<protocol::submitted>(producer.call(protocol::submit{{spec("p")}})).ids;
+  const auto before = expect<protocol::submitted>(producer.call(protocol::submit{{echo_task("p")}})).ids;
 
   child_process second(daemon_argv(first.data_dir(), {}), first.dir() + "/second.log");
   const auto code = second.wait(15s);
@@ -738,7 +730,7 @@ TEST_CASE("a second dispatcherd on the same data dir fails cleanly, the first ke
 
   // The first one still reads and writes.
   REQUIRE(first.process().running());
-  const auto after = expect<protocol::submitted>(producer.call(protocol::submit{{spec("p")}})).ids;
+  const auto after = expect<protocol::submitted>(producer.call(protocol::submit{{echo_task("p")}})).ids;
   REQUIRE(after.size() == 1);
   CHECK(after[0] > before[0]);
   const auto t = expect<protocol::task_info>(producer.call(protocol::get_task{after[0]})).t;

@@ -23,35 +23,6 @@ extern char** environ;
 
 namespace dispatch::testing {
 
-std::vector<int> free_ports(std::size_t count) {
-  // All probe sockets stay open until every port is known, so the kernel cannot hand out the
-  // same port twice.
-  std::vector<int> fds, ports;
-  auto close_all = [&] {
-    for (int fd : fds) ::close(fd);
-  };
-  for (std::size_t i = 0; i < count; ++i) {
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    if (fd < 0) {
-      close_all();
-      throw std::runtime_error("socket() failed");
-    }
-    fds.push_back(fd);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(addr);
-    if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-      close_all();
-      throw std::runtime_error("cannot find a free port");
-    }
-    ports.push_back(ntohs(addr.sin_port));
-  }
-  close_all();
-  return ports;
-}
-
 std::string tcp_endpoint(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
 
 child_process::child_process(std::vector<std::string> argv, std::string log_path)
@@ -190,6 +161,14 @@ protocol::error_code error_of(const protocol::reply& r) {
   if (auto* e = std::get_if<protocol::error>(&r.body)) return e->code;
   throw std::runtime_error("expected an error reply, got '" +
                            std::string(protocol::type_name(r.body)) + "'");
+}
+
+protocol::task_spec echo_task(std::string project, std::string payload) {
+  protocol::task_spec s;
+  s.project = std::move(project);
+  s.type = "echo";
+  s.payload = std::move(payload);
+  return s;
 }
 
 protocol::register_worker worker_spec(std::string id, std::uint32_t capacity,

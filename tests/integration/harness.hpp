@@ -12,14 +12,13 @@
 #include <zmq.hpp>
 
 #include "protocol/messages.hpp"
+#include "tests/support/free_ports.hpp"
 #include "tests/support/temp_dir.hpp"
 
 namespace dispatch::testing {
 
 using namespace std::chrono_literals;
 
-// `count` distinct TCP ports on 127.0.0.1 that were free a moment ago.
-std::vector<int> free_ports(std::size_t count);
 std::string tcp_endpoint(int port);
 
 
@@ -95,6 +94,8 @@ const T& expect(const protocol::reply& r) {
 std::vector<task_id> submit(wire_client& c, std::vector<protocol::task_spec> specs);
 task status_of(wire_client& c, task_id id);
 protocol::error_code error_of(const protocol::reply& r);
+// An "echo" task of `project`.
+protocol::task_spec echo_task(std::string project, std::string payload = {});
 protocol::register_worker worker_spec(std::string id, std::uint32_t capacity = 1,
                                       std::vector<std::string> types = {"echo"});
 std::vector<protocol::job> fetch(wire_client& w, std::uint32_t max, std::uint32_t wait_ms = 2000);
