@@ -49,6 +49,7 @@ using shared_recovery = std::shared_ptr<persistence::recovered_state>;
 }  // namespace dispatch::actors
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::inbound)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<dispatch::inbound>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::task)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::task_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::event_list)

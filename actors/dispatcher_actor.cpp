@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <functional>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -45,7 +47,7 @@ std::string idempotency_slot(const std::string& project, const std::string& key)
 
 struct open_fetch {
   std::uint64_t request_id = 0;
-  std::uint64_t sequence = 0;  // tells a stale fetch_end timer from the current fetch
+  policy::clock_ms expires = 0;  // steady time the long poll runs out (its fetch_expiry entry)
 };
 
 struct worker_record {
@@ -126,6 +128,11 @@ struct dispatcher_state {
   std::unique_ptr<policy::scheduler> policy;
   task_timers timers;
   std::unordered_map<task_id, task> live;  // pending, scheduled and running
+  // Pending tasks kept as their id only (the policy knows their lane and priority): submitted or
+  // recovered while `live` held settings.resident_tasks. Their stored record is current (they
+  // are parked only once stored, and unparked before any change), so it is read back when they
+  // are dispatched, cancelled or reach their deadline. Payloads past the bound stay in RocksDB.
+  std::unordered_set<task_id> parked;
   // Tasks found running after a restart, waiting for their worker during the recovery grace.
   std::unordered_map<task_id, std::string> orphans;
   // Idempotency keys submitted but not stored yet (project '\0' key -> id): the store cannot
@@ -136,8 +143,11 @@ struct dispatcher_state {
   std::unordered_map<std::string, std::string> worker_by_peer;  // work-endpoint routing id -> id
   std::map<std::string, caf::actor, std::less<>> projects;
   std::map<std::string, persistence::status_counts> recovered_counts;
-  std::uint64_t fetch_sequence = 0;
   bool dispatch_queued = false;
+  // Open long polls by the time they run out. One CAF timer is armed, for the earliest: a fetch
+  // costs a set entry here instead of a timer message of its own in CAF's clock thread.
+  std::set<std::pair<policy::clock_ms, worker_record*>> fetch_expiry;
+  policy::clock_ms fetch_timer_at = 0;  // when the armed timer fires; 0: none armed
   // Set by the first failed store write: from then on new work is refused (see PROTOCOL.md).
   std::optional<std::string> store_failure;
   std::minstd_rand jitter{std::random_device{}()};
@@ -146,6 +156,15 @@ struct dispatcher_state {
   // Produced while handling one message, sent once at its end (see flush()).
   event_list events;
   project_deltas deltas;
+  // Store writes of the message, one request to the persistence actor at its end, and what to
+  // do once they are stored: plain acknowledgements, and continuations.
+  struct write_continuation {
+    std::function<void()> stored;
+    std::function<void(const std::string&)> failed;
+  };
+  persistence::write_batch writes;
+  std::vector<std::pair<peer_address, std::uint64_t>> acks;
+  std::vector<write_continuation> continuations;
   std::vector<policy::assignment> assignments;
   std::vector<policy::reserve_event> reserve_events;
 
@@ -186,9 +205,11 @@ struct dispatcher_state {
     return projects.emplace(name, std::move(actor)).first->second;
   }
 
-  // Sends the events and count changes gathered while handling one message: one message per
-  // touched project and one to the notifier, however many tasks moved.
+  // Sends what handling one message produced: its store writes as one request, and its events and
+  // count changes as one message per touched project and one to the notifier, however many
+  // tasks moved.
   void flush() {
+    flush_writes();
     for (auto& [name, d] : deltas) self->send(project(name), moved_atom::value, d);
     deltas.clear();
     if (!events.empty()) {
@@ -212,29 +233,45 @@ struct dispatcher_state {
     }
   }
 
-  // Writes a batch; the continuation runs once it is stored, the failure handler if it is not.
-  template <class OnStored, class OnFailed>
-  void store_batch(persistence::write_batch batch, OnStored on_stored, OnFailed on_failed) {
-    self->request(persistence, caf::infinite, write_atom::value, std::move(batch))
-        .then([=](caf::ok_atom) mutable { on_stored(); },
-              [=](caf::error& e) mutable {
-                const auto why = self->system().render(e);
-                store_failed(why);
-                on_failed(why);
-              });
+  // Writes a batch with the others of this message (flush()); `on_stored` runs once they are
+  // stored, `on_failed` if they are not. Writes of one message and of successive messages are
+  // stored in the order they were made.
+  void store_batch(persistence::write_batch batch, std::function<void()> on_stored,
+                   std::function<void(const std::string&)> on_failed) {
+    writes.append(std::move(batch));
+    continuations.push_back({std::move(on_stored), std::move(on_failed)});
   }
 
   // Writes a batch nobody waits for; a failure stops new work (store_failed) and the task runs
   // again after a restart, which at-least-once delivery allows.
-  void store_in_background(persistence::write_batch batch) {
-    if (batch.empty()) return;
-    store_batch(std::move(batch), [] {}, [](const std::string&) {});
-  }
+  void store_in_background(persistence::write_batch batch) { writes.append(std::move(batch)); }
 
   void acknowledge_when_stored(persistence::write_batch batch, peer_address to, std::uint64_t id) {
-    store_batch(
-        std::move(batch), [=] { reply(to, id, protocol::ok{}); },
-        [=](const std::string& why) { refuse(to, id, error_code::storage, why); });
+    writes.append(std::move(batch));
+    acks.emplace_back(std::move(to), id);
+  }
+
+  void flush_writes() {
+    if (writes.empty() && acks.empty() && continuations.empty()) return;
+    auto waiting_acks = std::move(acks);
+    auto then = std::move(continuations);
+    acks.clear();
+    continuations.clear();
+    self->request(persistence, caf::infinite, write_atom::value, std::move(writes))
+        .then(
+            [=](caf::ok_atom) mutable {
+              for (auto& [to, id] : waiting_acks) reply(to, id, protocol::ok{});
+              for (auto& c : then) c.stored();
+              flush();
+            },
+            [=](caf::error& e) mutable {
+              const auto why = self->system().render(e);
+              store_failed(why);
+              for (auto& [to, id] : waiting_acks) refuse(to, id, error_code::storage, why);
+              for (auto& c : then) c.failed(why);
+              flush();
+            });
+    writes.clear();
   }
 
   worker_record* worker_of(const peer_address& from) {
@@ -250,6 +287,31 @@ struct dispatcher_state {
       refuse(from, id, error_code::not_registered,
              "this connection has not registered as a worker (register first)");
     return w;
+  }
+
+  bool is_live(task_id tid) const { return live.count(tid) || parked.count(tid); }
+
+  // The live task `tid`, read back from the store first if it is parked; live.end() if it is not
+  // live (or cannot be read back: then it stays parked and the failure is logged).
+  std::unordered_map<task_id, task>::iterator find_live(task_id tid) {
+    if (auto it = live.find(tid); it != live.end()) return it;
+    if (!parked.count(tid)) return live.end();
+    task t;
+    if (const auto s = store->get(tid, t); !s.is_ok()) {
+      spdlog::error("cannot read back queued task {}: {}", tid, s.to_string());
+      return live.end();
+    }
+    parked.erase(tid);
+    return live.emplace(tid, std::move(t)).first;
+  }
+
+  // Keeps a pending task whose record is stored: whole while there is room, else parked.
+  void keep_pending(task&& t) {
+    const auto tid = t.id;
+    if (live.size() < settings.resident_tasks)
+      live.emplace(tid, std::move(t));
+    else
+      parked.insert(tid);
   }
 
   // ---------------------------------------------------------------- task transitions
@@ -365,8 +427,29 @@ struct dispatcher_state {
     if (!w.fetch) return;
     reply(w.peer, w.fetch->request_id, protocol::jobs{std::move(w.handed)});
     w.handed.clear();
+    fetch_expiry.erase({w.fetch->expires, &w});
     w.fetch.reset();
     policy->withdraw(w.spec.worker);
+  }
+
+  // Makes sure a timer fires by `at` for the long polls that run out then.
+  void arm_fetch_timer(policy::clock_ms at) {
+    if (fetch_timer_at != 0 && fetch_timer_at <= at) return;
+    fetch_timer_at = at;
+    const auto delay = std::max<policy::clock_ms>(at - steady_now(), 0);
+    if (delay == 0)
+      self->send(self, fetch_end_atom::value);
+    else
+      self->delayed_send(self, std::chrono::milliseconds(delay), fetch_end_atom::value);
+  }
+
+  // Answers every long poll that ran out (with no jobs: it would have been answered otherwise).
+  void on_fetch_timer() {
+    const auto now = steady_now();
+    fetch_timer_at = 0;
+    while (!fetch_expiry.empty() && fetch_expiry.begin()->first <= now)
+      answer_fetch(*fetch_expiry.begin()->second);
+    if (!fetch_expiry.empty()) arm_fetch_timer(fetch_expiry.begin()->first);
   }
 
   // Forgets a worker: its open fetch is answered empty, its tasks (except `keep`) go back to the
@@ -497,25 +580,18 @@ struct dispatcher_state {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
     answer_fetch(*w);  // one open fetch per worker: the newer one wins
-    const auto sequence = ++fetch_sequence;
-    w->fetch = open_fetch{id, sequence};
     // A draining or stopping worker gets no new work; its fetch is answered empty at once.
-    if (w->order == "none") {
+    const bool serve = w->order == "none";
+    if (serve) {
       policy->offer(w->spec.worker, f.max);
       schedule_dispatch();
     }
-    // A fetch that waits 0 ms is answered right after the dispatch pass queued above.
-    if (f.wait_ms == 0 || w->order != "none")
-      self->send(self, fetch_end_atom::value, w->spec.worker, sequence);
-    else
-      self->delayed_send(self, std::chrono::milliseconds(f.wait_ms), fetch_end_atom::value,
-                         w->spec.worker, sequence);
-  }
-
-  void on_fetch_end(const std::string& worker, std::uint64_t sequence) {
-    auto it = workers.find(worker);
-    if (it == workers.end() || !it->second.fetch || it->second.fetch->sequence != sequence) return;
-    answer_fetch(it->second);
+    // A fetch that waits 0 ms is answered right after the dispatch pass queued above: the timer
+    // message queues behind it.
+    const auto expires = steady_now() + (serve ? f.wait_ms : 0);
+    w->fetch = open_fetch{id, expires};
+    fetch_expiry.emplace(expires, w);
+    arm_fetch_timer(expires);
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::complete& c) {
@@ -620,7 +696,7 @@ struct dispatcher_state {
     const auto s = store->find_idempotent(project, key, now - settings.idempotency_window.count(),
                                           found);
     if (!s.is_ok()) spdlog::error("idempotency lookup failed: {}", s.to_string());
-    if (!found || live.count(*found)) return found;
+    if (!found || is_live(*found)) return found;
     task stored;
     if (!store->get(*found, stored).is_ok()) return std::nullopt;
     return found;
@@ -691,12 +767,15 @@ struct dispatcher_state {
               enqueue(t);
             }
             if (t.deadline) timers.set(timer::deadline, t.id, t.deadline);
-            const auto tid = t.id;
-            live.emplace(tid, std::move(t));
+            if (t.status == task_status::pending) {
+              keep_pending(std::move(t));
+            } else {
+              const auto tid = t.id;
+              live.emplace(tid, std::move(t));
+            }
           }
           reply(from, id, protocol::submitted{*ids});
           schedule_dispatch();
-          flush();
         },
         [=](const std::string& why) {
           for (const auto& slot : *keys) keys_in_flight.erase(slot);
@@ -708,7 +787,11 @@ struct dispatcher_state {
   template <class Found>
   void with_stored_task(const peer_address& from, std::uint64_t id, task_id tid, Found found) {
     self->request(persistence, caf::infinite, find_atom::value, tid)
-        .then([=](task& t) mutable { found(t); },
+        .then(
+            [=](task& t) mutable {
+              found(t);
+              flush();
+            },
               [=](caf::error&) {
                 refuse(from, id, error_code::unknown_task, "no task " + std::to_string(tid));
               });
@@ -733,7 +816,7 @@ struct dispatcher_state {
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::cancel& c) {
-    auto it = live.find(c.task);
+    auto it = find_live(c.task);
     if (it == live.end()) {
       if (from.who && !from.who->all_projects()) return refuse_unseen(from, id, c.task);
       refuse_not_live(from, id, c.task);
@@ -759,13 +842,13 @@ struct dispatcher_state {
 
   // A dead, failed or cancelled task goes back to the queue with a fresh set of attempts.
   void on(const peer_address& from, std::uint64_t id, protocol::retry_task& r) {
-    if (live.count(r.task)) {
+    if (is_live(r.task)) {
       refuse(from, id, error_code::invalid_state,
              "task " + std::to_string(r.task) + " has not finished; only finished tasks retry");
       return;
     }
     with_stored_task(from, id, r.task, [=](task& stored) {
-      if (stored.status == task_status::completed || live.count(stored.id)) {
+      if (stored.status == task_status::completed || is_live(stored.id)) {
         refuse(from, id, error_code::invalid_state,
                "task " + std::to_string(stored.id) + " is " + std::string(to_string(stored.status)) +
                    "; only dead, failed or cancelled tasks can be retried");
@@ -793,14 +876,13 @@ struct dispatcher_state {
             live.emplace(t->id, std::move(*t));
             reply(from, id, protocol::ok{});
             schedule_dispatch();
-            flush();
           },
           [=](const std::string& why) { refuse(from, id, error_code::storage, why); });
     });
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::remove_task& r) {
-    if (live.count(r.task)) {
+    if (is_live(r.task)) {
       refuse(from, id, error_code::invalid_state,
              "task " + std::to_string(r.task) + " has not finished; cancel it first");
       return;
@@ -815,7 +897,6 @@ struct dispatcher_state {
           [=] {
             --deltas[project_name][status_index];
             reply(from, id, protocol::ok{});
-            flush();
           },
           [=](const std::string& why) { refuse(from, id, error_code::storage, why); });
     });
@@ -1004,7 +1085,15 @@ struct dispatcher_state {
     const auto now = wall_now();
     std::vector<worker_record*> served;
     for (const auto& a : assignments) {
-      auto& t = live.at(a.task);
+      auto found = find_live(a.task);
+      if (found == live.end()) {
+        // Unreadable: the store is failing (find_live logged it). The slot goes back; the task
+        // stays pending in the store and is queued again after a restart.
+        store_failed("queued task " + std::to_string(a.task) + " could not be read back");
+        policy->finish(a.task, steady_now());
+        continue;
+      }
+      auto& t = found->second;
       auto& w = workers.find(a.worker)->second;
       t.worker = w.spec.worker;
       t.assigned_at = now;
@@ -1074,7 +1163,7 @@ struct dispatcher_state {
       attempt_failed(it, std::move(why), true, true, batch);
     }
     for (auto tid : timers.take_due(timer::deadline, now)) {
-      auto it = live.find(tid);
+      auto it = find_live(tid);
       if (it == live.end() || it->second.overdue) continue;
       auto& t = it->second;
       t.overdue = true;
@@ -1143,13 +1232,17 @@ struct dispatcher_state {
         ++pending;
       }
       if (t.deadline && !t.overdue) timers.set(timer::deadline, t.id, t.deadline);
-      const auto tid = t.id;
-      live.emplace(tid, std::move(t));
+      if (t.status == task_status::pending) {
+        keep_pending(std::move(t));
+      } else {
+        const auto tid = t.id;
+        live.emplace(tid, std::move(t));
+      }
     }
     r.live.clear();
-    if (!live.empty())
-      spdlog::info("recovered {} pending, {} scheduled and {} running tasks (last id {})",
-                   pending, scheduled, orphans.size(), last_id);
+    if (pending + scheduled + orphans.size() > 0)
+      spdlog::info("recovered {} pending ({} parked), {} scheduled and {} running tasks (last id {})",
+                   pending, parked.size(), scheduled, orphans.size(), last_id);
     if (!orphans.empty())
       self->delayed_send(self, settings.recovery_grace, grace_end_atom::value);
   }
@@ -1180,18 +1273,17 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   self->send(self, tick_atom::value);
   self->delayed_send(self, std::chrono::seconds(5), purge_atom::value);
   return {
-      [=](inbound_atom, inbound& in) {
+      [=](inbound_atom, std::vector<inbound>& batch) {
         auto& s = self->state;
-        std::visit([&](auto& body) { s.on(in.from, in.request.id, body); }, in.request.body);
+        for (auto& in : batch)
+          std::visit([&](auto& body) { s.on(in.from, in.request.id, body); }, in.request.body);
         s.flush();
       },
       [=](dispatch_atom) {
         self->state.run_dispatch();
         self->state.flush();
       },
-      [=](fetch_end_atom, const std::string& worker, std::uint64_t sequence) {
-        self->state.on_fetch_end(worker, sequence);
-      },
+      [=](fetch_end_atom) { self->state.on_fetch_timer(); },
       [=](lost_atom, const std::string& worker, const caf::actor& reporter) {
         self->state.on_lost(worker, reporter);
         self->state.flush();

@@ -4,7 +4,7 @@
 // changes (to the project actors) and events (to the notifier). docs/ARCHITECTURE.md shows the
 // flows.
 //
-//   (inbound_atom, inbound)  a decoded request from the I/O thread
+//   (inbound_atom, std::vector<inbound>)  the requests the I/O thread read in one wake-up
 #pragma once
 
 #include <chrono>
@@ -37,6 +37,9 @@ struct dispatcher_settings {
   std::chrono::milliseconds retry_cap{300000};
   // A repeated idempotency key within this window returns the first task.
   std::chrono::milliseconds idempotency_window{24 * 3600 * 1000};
+  // Live tasks kept whole in memory. Pending tasks submitted (or recovered) beyond it keep only
+  // their id in memory and are read back from the store when dispatched.
+  std::size_t resident_tasks = 100000;
   // Finished tasks are removed this long after they finished.
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
 };

@@ -95,6 +95,11 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
                  "wal: survive a process crash; fsync: also survive power loss")
       ->check(CLI::IsMember({"wal", "fsync"}))
       ->capture_default_str();
+  app.add_option("--resident-tasks", out.resident_tasks,
+                 "Live tasks kept whole in memory; pending tasks beyond them keep only their id "
+                 "there and are read back from the store when dispatched")
+      ->check(CLI::Range(std::size_t{0}, std::size_t{100'000'000}))
+      ->capture_default_str();
   app.add_option("--auth", auth, "on: every request needs a token (see docs/SECURITY.md)")
       ->check(CLI::IsMember({"on", "off"}))
       ->capture_default_str();

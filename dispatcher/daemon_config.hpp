@@ -32,6 +32,7 @@ struct daemon_config {
   std::chrono::milliseconds event_retention{7 * 24 * 3600 * 1000};
   std::string event_command;
   persistence::durability durability = persistence::durability::wal;
+  std::size_t resident_tasks = 100000;
   std::size_t max_frame = 4 << 20;
   request_limits limits;
   peer_limits peers;

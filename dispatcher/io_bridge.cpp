@@ -40,7 +40,7 @@ io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn d
       rate_text_((std::ostringstream() << settings_.peers.rate).str()),
       work_(context, zmq::socket_type::router),
       admin_(context, zmq::socket_type::router),
-      outbox_(context, zmq::socket_type::pull) {
+      outbox_(std::make_shared<outbox>()) {
   for (auto* s : {&work_, &admin_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::maxmsgsize, hard_frame_limit(settings_.max_frame));
@@ -48,8 +48,6 @@ io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn d
     s->set(zmq::sockopt::sndhwm, 100000);
     s->set(zmq::sockopt::rcvhwm, 100000);
   }
-  outbox_.set(zmq::sockopt::linger, 0);
-  outbox_.set(zmq::sockopt::rcvhwm, 0);
 }
 
 bool io_bridge::bind(std::string& error) {
@@ -65,8 +63,7 @@ bool io_bridge::bind(std::string& error) {
       return false;
     }
   };
-  return try_bind(outbox_, settings_.outbox_address, "outbox") &&
-         try_bind(work_, settings_.work_endpoint, "work") &&
+  return try_bind(work_, settings_.work_endpoint, "work") &&
          try_bind(admin_, settings_.admin_endpoint, "admin");
 }
 
@@ -76,18 +73,21 @@ std::string io_bridge::admin_endpoint() const { return admin_.get(zmq::sockopt::
 void io_bridge::run(const std::atomic<bool>& stop) {
   zmq::pollitem_t items[] = {{work_.handle(), 0, ZMQ_POLLIN, 0},
                              {admin_.handle(), 0, ZMQ_POLLIN, 0},
-                             {outbox_.handle(), 0, ZMQ_POLLIN, 0}};
+                             {nullptr, outbox_->wake_fd(), ZMQ_POLLIN, 0}};
   while (!stop.load(std::memory_order_relaxed)) {
     zmq::poll(items, 3, std::chrono::milliseconds(100));
     if (items[2].revents & ZMQ_POLLIN) drain_outbox();
     if (items[0].revents & ZMQ_POLLIN) drain_router(work_, endpoint_kind::work);
     if (items[1].revents & ZMQ_POLLIN) drain_router(admin_, endpoint_kind::admin);
+    if (!delivering_.empty()) {
+      deliver_(std::move(delivering_));
+      delivering_.clear();  // a moved-from vector is valid but unspecified
+    }
   }
   // Replies already handed to the outbox still go out before the sockets close.
   drain_outbox();
   work_.close();
   admin_.close();
-  outbox_.close();
 }
 
 void io_bridge::drain_router(zmq::socket_t& router, endpoint_kind kind) {
@@ -100,7 +100,8 @@ void io_bridge::drain_router(zmq::socket_t& router, endpoint_kind kind) {
 void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
   // A ROUTER message is [routing id][optional empty delimiter (REQ clients)][body]. Anything else
   // is read to its end (so the next message starts clean) and answered as malformed.
-  std::vector<zmq::message_t> parts;
+  auto& parts = parts_;
+  parts.clear();
   do {
     parts.emplace_back();
     if (!router.recv(parts.back(), zmq::recv_flags::dontwait)) {
@@ -173,7 +174,7 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
                 body);
     return;
   }
-  deliver_(std::move(in));
+  delivering_.push_back(std::move(in));
 }
 
 bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message_t& body) {
@@ -200,17 +201,13 @@ bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message
 }
 
 void io_bridge::drain_outbox() {
-  for (int i = 0; i < burst * 4; ++i) {
-    zmq::message_t frames[outbox_frames];
-    if (!outbox_.recv(frames[0], zmq::recv_flags::dontwait)) return;
-    for (int f = 1; f < outbox_frames; ++f) (void)outbox_.recv(frames[f]);
-    const auto kind = static_cast<endpoint_kind>(*frames[0].data<char>());
-    auto& router = kind == endpoint_kind::work ? work_ : admin_;
-    const bool delimiter = *frames[2].data<char>() != 0;
+  outbox_->take(taken_);
+  for (const auto& r : taken_.entries) {
+    auto& router = r.endpoint == endpoint_kind::work ? work_ : admin_;
     // Peers that vanished are simply not routable; ROUTER drops those replies by design.
-    router.send(frames[1], zmq::send_flags::sndmore);
-    if (delimiter) router.send(zmq::message_t(), zmq::send_flags::sndmore);
-    router.send(frames[3], zmq::send_flags::none);
+    router.send(zmq::buffer(r.routing_id), zmq::send_flags::sndmore);
+    if (r.delimiter) router.send(zmq::message_t(), zmq::send_flags::sndmore);
+    router.send(zmq::const_buffer(taken_.bytes.data() + r.offset, r.size), zmq::send_flags::none);
   }
 }
 

@@ -1,18 +1,22 @@
 // The dispatcher's only ZeroMQ thread. It owns the two ROUTER sockets (work and admin) and the
-// PULL end of the outbox, decodes every inbound frame, answers undecodable or misplaced messages
-// itself (so bad input never reaches the actors and nothing is stored from it), and hands good
-// requests to `deliver`. Replies from the actors come back through the outbox and leave here.
+// outbox replies come back through, decodes every inbound frame, answers undecodable or
+// misplaced messages itself (so bad input never reaches the actors and nothing is stored from
+// it), and hands good requests to `deliver`: all those read in one wake-up together, so a burst
+// of requests costs the actors one message, not one each.
 #pragma once
 
 #include <atomic>
 #include <cstddef>
 #include <functional>
 #include <optional>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <zmq.hpp>
 
 #include "dispatcher/envelope.hpp"
+#include "dispatcher/outbox.hpp"
 #include "dispatcher/peer_limiter.hpp"
 #include "dispatcher/request_limits.hpp"
 #include "security/curve_keys.hpp"
@@ -26,7 +30,6 @@ namespace dispatch {
 struct io_settings {
   std::string work_endpoint = "tcp://127.0.0.1:5555";
   std::string admin_endpoint = "tcp://127.0.0.1:5556";
-  std::string outbox_address = "inproc://dispatch-outbox";
   std::size_t max_frame = 4 << 20;  // larger bodies get a too_large error
   request_limits limits;
   peer_limits peers;
@@ -48,7 +51,7 @@ struct refusal {
 
 class io_bridge {
  public:
-  using deliver_fn = std::function<void(inbound&&)>;
+  using deliver_fn = std::function<void(std::vector<inbound>&&)>;
   using refusal_fn = std::function<void(const refusal&)>;
 
   io_bridge(zmq::context_t& context, io_settings settings, deliver_fn deliver,
@@ -57,8 +60,10 @@ class io_bridge {
   io_bridge& operator=(const io_bridge&) = delete;
 
   // Binds every socket. On failure returns false and `error` names the endpoint and the reason.
-  // Call before any outbox connects, and before run().
+  // Call before run().
   bool bind(std::string& error);
+  // Where the actors send replies. Close it once run() has returned.
+  std::shared_ptr<outbox> replies() const { return outbox_; }
   // Polls until `stop` becomes true (seen within 100 ms), then closes the sockets.
   void run(const std::atomic<bool>& stop);
   // The endpoints actually bound (resolves port 0 / wildcard).
@@ -84,7 +89,10 @@ class io_bridge {
   std::string rate_text_;  // --max-rate as the operator wrote it ("20", "0.5"), for refusals
   zmq::socket_t work_;
   zmq::socket_t admin_;
-  zmq::socket_t outbox_;
+  std::shared_ptr<outbox> outbox_;
+  reply_batch taken_;                 // replies being sent, reused between wake-ups
+  std::vector<inbound> delivering_;   // requests read in the current wake-up
+  std::vector<zmq::message_t> parts_;  // frames of the message being read
   std::string encode_buffer_;
 };
 

@@ -109,8 +109,8 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   io_cfg.tokens = cfg.auth ? &tokens : nullptr;
   io_bridge io(
       zmq_context, io_cfg,
-      [&dispatcher](inbound&& in) {
-        caf::anon_send(dispatcher, actors::inbound_atom::value, std::move(in));
+      [&dispatcher](std::vector<inbound>&& batch) {
+        caf::anon_send(dispatcher, actors::inbound_atom::value, std::move(batch));
       },
       refusal_reporter(metrics));
   std::string bind_error;
@@ -118,7 +118,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
     spdlog::critical("{}", bind_error);
     return 1;
   }
-  auto out = std::make_shared<outbox>(zmq_context, io_cfg.outbox_address);
+  auto out = io.replies();
 
   caf::actor_system_config caf_cfg;
   if (cfg.threads > 0) caf_cfg.set("scheduler.max-threads", cfg.threads);
@@ -145,6 +145,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.retry_cap = cfg.retry_cap;
   settings.idempotency_window = cfg.idempotency_window;
   settings.retention = cfg.retention;
+  settings.resident_tasks = cfg.resident_tasks;
   dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
                                         persistence, notifier, out, metrics);
 
