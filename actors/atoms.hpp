@@ -23,7 +23,6 @@ using dispatch_atom = caf::atom_constant<caf::atom("dispatch")>;    // run the p
 using tick_atom = caf::atom_constant<caf::atom("tick")>;            // periodic reserve check
 using fetch_end_atom = caf::atom_constant<caf::atom("fetchend")>;   // a long poll ran out
 using grace_end_atom = caf::atom_constant<caf::atom("graceend")>;   // recovery grace is over
-using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;  // dispatcher -> worker actor
 using liveness_atom = caf::atom_constant<caf::atom("liveness")>;    // worker actor's own timer
 using lost_atom = caf::atom_constant<caf::atom("lost")>;            // worker actor -> dispatcher
 using write_atom = caf::atom_constant<caf::atom("write")>;          // -> persistence

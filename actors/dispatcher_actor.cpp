@@ -54,6 +54,7 @@ struct worker_record {
   protocol::register_worker spec;
   peer_address peer;
   caf::actor actor;
+  std::shared_ptr<heartbeat_clock> alive;  // read by `actor`
   std::optional<open_fetch> fetch;
   std::vector<protocol::job> handed;     // jobs assigned in the current dispatch round
   std::unordered_set<task_id> held;      // running tasks assigned to (or adopted from) it
@@ -561,7 +562,8 @@ struct dispatcher_state {
     }
     w.peer = from;
     w.last_heartbeat = wall_now();
-    w.actor = spawn_worker(self, spec.worker, settings.liveness);
+    w.alive = std::make_shared<heartbeat_clock>();
+    w.actor = spawn_worker(self, spec.worker, w.alive, settings.liveness);
     w.spec = std::move(spec);
     worker_by_peer[from.routing_id] = w.spec.worker;
     spdlog::info("worker {} {} ({} pool, capacity {}, {} tasks held)", w.spec.worker,
@@ -639,7 +641,7 @@ struct dispatcher_state {
   void on(const peer_address& from, std::uint64_t id, protocol::heartbeat&) {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
-    self->send(w->actor, heartbeat_atom::value);
+    w->alive->beat();
     w->last_heartbeat = wall_now();
     protocol::heartbeat_reply r;
     r.order = w->order;

@@ -1,42 +1,51 @@
 #include "actors/worker_actor.hpp"
 
+#include <algorithm>
+
 #include "actors/atoms.hpp"
 
 namespace dispatch::actors {
 namespace {
 
-using steady = std::chrono::steady_clock;
-
 struct worker_state {
   std::string worker;
   caf::actor dispatcher;
-  liveness_settings settings;
-  steady::time_point last_heartbeat;
+  std::shared_ptr<const heartbeat_clock> clock;
+  std::chrono::steady_clock::duration allowed{};  // silence after which the worker is lost
   static inline const char* name = "worker";
 };
 
 using worker_actor = caf::stateful_actor<worker_state>;
 
+// Sleeps until the worker's time would run out if no heartbeat came meanwhile.
+void wait_for_deadline(worker_actor* self) {
+  const auto& s = self->state;
+  const auto left = s.clock->last() + s.allowed - std::chrono::steady_clock::now();
+  // A millisecond more, so that a deadline reached exactly is past when the timer fires.
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(left) +
+                    std::chrono::milliseconds(1);
+  self->delayed_send(self, std::max(wait, std::chrono::milliseconds(1)), liveness_atom::value);
+}
+
 caf::behavior worker_behavior(worker_actor* self, std::string id, caf::actor dispatcher,
+                              std::shared_ptr<const heartbeat_clock> clock,
                               liveness_settings settings) {
   auto& st = self->state;
   st.worker = std::move(id);
   st.dispatcher = std::move(dispatcher);
-  st.settings = settings;
-  st.last_heartbeat = steady::now();  // registering counts as a sign of life
-  self->delayed_send(self, settings.heartbeat, liveness_atom::value);
+  st.clock = std::move(clock);
+  st.allowed = settings.heartbeat * settings.liveness;
+  wait_for_deadline(self);
   return {
-      [=](heartbeat_atom) { self->state.last_heartbeat = steady::now(); },
       [=](liveness_atom) {
         auto& s = self->state;
-        const auto silent = steady::now() - s.last_heartbeat;
-        if (silent > s.settings.heartbeat * s.settings.liveness) {
+        if (std::chrono::steady_clock::now() - s.clock->last() > s.allowed) {
           self->send(s.dispatcher, lost_atom::value, s.worker,
                      caf::actor_cast<caf::actor>(self));
           self->quit();
           return;
         }
-        self->delayed_send(self, s.settings.heartbeat, liveness_atom::value);
+        wait_for_deadline(self);
       },
   };
 }
@@ -44,9 +53,9 @@ caf::behavior worker_behavior(worker_actor* self, std::string id, caf::actor dis
 }  // namespace
 
 caf::actor spawn_worker(caf::local_actor* dispatcher, std::string worker,
-                        liveness_settings settings) {
+                        std::shared_ptr<const heartbeat_clock> clock, liveness_settings settings) {
   return dispatcher->spawn(worker_behavior, std::move(worker),
-                           caf::actor_cast<caf::actor>(dispatcher), settings);
+                           caf::actor_cast<caf::actor>(dispatcher), std::move(clock), settings);
 }
 
 }  // namespace dispatch::actors

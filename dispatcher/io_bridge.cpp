@@ -74,14 +74,20 @@ void io_bridge::run(const std::atomic<bool>& stop) {
   zmq::pollitem_t items[] = {{work_.handle(), 0, ZMQ_POLLIN, 0},
                              {admin_.handle(), 0, ZMQ_POLLIN, 0},
                              {nullptr, outbox_->wake_fd(), ZMQ_POLLIN, 0}};
+  using clock = std::chrono::steady_clock;
   while (!stop.load(std::memory_order_relaxed)) {
-    zmq::poll(items, 3, std::chrono::milliseconds(100));
+    auto timeout = std::chrono::milliseconds(100);
+    if (!delivering_.empty())  // only held heartbeats: wake up when they are due
+      timeout = std::max(std::chrono::milliseconds(0),
+                         std::chrono::ceil<std::chrono::milliseconds>(hold_until_ - clock::now()));
+    zmq::poll(items, 3, timeout);
     if (items[2].revents & ZMQ_POLLIN) drain_outbox();
     if (items[0].revents & ZMQ_POLLIN) drain_router(work_, endpoint_kind::work);
     if (items[1].revents & ZMQ_POLLIN) drain_router(admin_, endpoint_kind::admin);
-    if (!delivering_.empty()) {
+    if (!delivering_.empty() && (urgent_ || clock::now() >= hold_until_)) {
       deliver_(std::move(delivering_));
       delivering_.clear();  // a moved-from vector is valid but unspecified
+      urgent_ = false;
     }
   }
   // Replies already handed to the outbox still go out before the sockets close.
@@ -174,6 +180,8 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
                 body);
     return;
   }
+  if (delivering_.empty()) hold_until_ = std::chrono::steady_clock::now() + settings_.heartbeat_hold;
+  urgent_ = urgent_ || !std::holds_alternative<protocol::heartbeat>(in.request.body);
   delivering_.push_back(std::move(in));
 }
 

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -31,6 +32,11 @@ struct io_settings {
   std::string work_endpoint = "tcp://127.0.0.1:5555";
   std::string admin_endpoint = "tcp://127.0.0.1:5556";
   std::size_t max_frame = 4 << 20;  // larger bodies get a too_large error
+  // Heartbeats wait up to this long to travel to the actors with other requests: their answer is
+  // not urgent (liveness is counted in seconds), and a thousand idle workers heartbeating then
+  // cost the actors a few wake-ups a second instead of a thousand. Any other request sends them
+  // on at once.
+  std::chrono::milliseconds heartbeat_hold{10};
   request_limits limits;
   peer_limits peers;
   // The accepted tokens; nullptr turns authentication off (every peer may send anything its
@@ -91,7 +97,9 @@ class io_bridge {
   zmq::socket_t admin_;
   std::shared_ptr<outbox> outbox_;
   reply_batch taken_;                 // replies being sent, reused between wake-ups
-  std::vector<inbound> delivering_;   // requests read in the current wake-up
+  std::vector<inbound> delivering_;   // requests read and not yet handed to the actors
+  bool urgent_ = false;               // delivering_ holds more than heartbeats
+  std::chrono::steady_clock::time_point hold_until_;  // when held heartbeats must go
   std::vector<zmq::message_t> parts_;  // frames of the message being read
   std::string encode_buffer_;
 };

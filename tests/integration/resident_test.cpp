@@ -1,0 +1,115 @@
+// Pending tasks past --resident-tasks keep only their id in the daemon's memory and are read back
+// from the store when they are needed: these tests check that nothing about them changes for
+// producers and workers (payload, priority order, status, cancel, deadline, restart).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include "tests/integration/harness.hpp"
+
+using namespace dispatch;
+using namespace dispatch::testing;
+
+namespace {
+
+millis wall_now() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr int task_count = 40;
+constexpr int resident = 5;
+
+protocol::task_spec numbered_task(int i) {
+  auto s = echo_task("res", "payload-" + std::to_string(i));
+  s.priority = i % 4;
+  s.title = "task " + std::to_string(i);
+  return s;
+}
+
+// The order a single worker should get them in: priority first (higher first), then id.
+std::vector<task_id> dispatch_order(const std::vector<task_id>& ids,
+                                    const std::map<task_id, int>& priority_of) {
+  std::vector<task_id> order = ids;
+  std::stable_sort(order.begin(), order.end(), [&](task_id a, task_id b) {
+    const int pa = priority_of.at(a), pb = priority_of.at(b);
+    return pa != pb ? pa > pb : a < b;
+  });
+  return order;
+}
+
+}  // namespace
+
+TEST_CASE("pending tasks past --resident-tasks keep their payload, order, status and cancel, "
+          "across a restart") {
+  dispatcher_options options;
+  options.extra_args = {"--resident-tasks", std::to_string(resident)};
+  dispatcher_process d(options);
+  wire_client producer(d.work_endpoint());
+
+  std::vector<protocol::task_spec> specs;
+  for (int i = 0; i < task_count; ++i) specs.push_back(numbered_task(i));
+  // One more, whose deadline passes while it waits: marking it overdue needs its record.
+  auto late = echo_task("res", "late");
+  late.priority = -1;
+  late.deadline = wall_now() + 300;
+  specs.push_back(late);
+  const auto ids = submit(producer, specs);
+  REQUIRE(ids.size() == task_count + 1);
+  const task_id late_id = ids.back();
+
+  // The last ones are beyond the bound: asked for, they are whole.
+  const auto parked = status_of(producer, ids[task_count - 1]);
+  CHECK(parked.status == task_status::pending);
+  CHECK(parked.payload == "payload-" + std::to_string(task_count - 1));
+  CHECK(parked.title == "task " + std::to_string(task_count - 1));
+
+  // Cancelling one far past the bound works as for any pending task.
+  const task_id cancelled = ids[task_count - 2];
+  expect<protocol::ok>(producer.call(protocol::cancel{cancelled}));
+  CHECK(status_of(producer, cancelled).status == task_status::cancelled);
+
+  REQUIRE(wait_until([&] { return status_of(producer, late_id).overdue; }, 5s));
+
+  // A restart recovers them all, parking again what is past the bound.
+  d.stop();
+  d.start();
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", task_count + 1)));
+
+  std::map<task_id, int> priority_of;
+  std::vector<task_id> expected;
+  for (int i = 0; i < task_count; ++i) {
+    if (ids[i] == cancelled) continue;
+    priority_of[ids[i]] = i % 4;
+    expected.push_back(ids[i]);
+  }
+  priority_of[late_id] = -1;
+  expected.push_back(late_id);
+  expected = dispatch_order(expected, priority_of);
+
+  std::vector<task_id> handed;
+  while (handed.size() < expected.size()) {
+    const auto jobs = fetch(worker, 1);
+    REQUIRE(jobs.size() == 1);
+    const auto& job = jobs[0];
+    const int i = static_cast<int>(std::find(ids.begin(), ids.end(), job.task) - ids.begin());
+    CHECK(job.payload == (job.task == late_id ? "late" : "payload-" + std::to_string(i)));
+    CHECK(job.priority == priority_of.at(job.task));
+    handed.push_back(job.task);
+    expect<protocol::ok>(worker.call(protocol::complete{job.task, job.attempt, "ok"}));
+  }
+  CHECK(handed == expected);
+  CHECK(fetch(worker, 1, 200).empty());  // the cancelled one never comes
+
+  const auto done = status_of(producer, ids[task_count - 1]);
+  CHECK(done.status == task_status::completed);
+  CHECK(done.payload == "payload-" + std::to_string(task_count - 1));
+  CHECK(status_of(producer, late_id).overdue);
+  std::printf("resident: %d tasks with %d resident, %zu handed in order after a restart\n",
+              task_count + 1, resident, handed.size());
+}
