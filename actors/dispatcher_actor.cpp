@@ -1241,7 +1241,17 @@ struct dispatcher_state {
         live.emplace(tid, std::move(t));
       }
     }
-    r.live.clear();
+    r.live = {};
+    parked.reserve(r.queued.size());
+    for (auto& q : r.queued) {
+      last_id = std::max(last_id, q.id);
+      if (q.deadline && !q.overdue) timers.set(timer::deadline, q.id, q.deadline);
+      metrics->queued(q.project, q.priority, +1);
+      policy->enqueue({q.id, std::move(q.project), std::move(q.type), q.priority, std::move(q.tags)});
+      parked.insert(q.id);
+      ++pending;
+    }
+    r.queued = {};
     if (pending + scheduled + orphans.size() > 0)
       spdlog::info("recovered {} pending ({} parked), {} scheduled and {} running tasks (last id {})",
                    pending, parked.size(), scheduled, orphans.size(), last_id);

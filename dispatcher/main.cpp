@@ -71,7 +71,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   }
   actors::shared_store store = std::move(opened);
   auto recovered = std::make_shared<persistence::recovered_state>();
-  if (auto s = store->recover(*recovered); !s.is_ok()) {
+  if (auto s = store->recover(*recovered, cfg.resident_tasks); !s.is_ok()) {
     spdlog::critical("cannot recover from the store in {}: {}", cfg.data_dir, s.to_string());
     return 1;
   }

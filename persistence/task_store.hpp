@@ -120,8 +120,20 @@ class write_batch {
   std::optional<task_id> last_id_;
 };
 
+// A pending task as the scheduler sees it, without payload and texts (see recover()).
+struct queued_summary {
+  task_id id = 0;
+  std::string project;
+  std::string type;
+  std::int32_t priority = 0;
+  std::vector<std::string> tags;
+  millis deadline = 0;
+  bool overdue = false;
+};
+
 struct recovered_state {
-  std::vector<task> live;  // pending, running and scheduled, in id order
+  std::vector<task> live;  // running, scheduled and pending (see recover()), in id order
+  std::vector<queued_summary> queued;  // the other pending tasks, in id order
   task_id last_id = 0;
   std::map<std::string, project_settings> projects;
   std::map<std::string, status_counts> counts;
@@ -169,7 +181,9 @@ class task_store {
 
   status apply(const write_batch& batch);
   // Everything needed to resume: live tasks, the id counter, project settings and counts.
-  status recover(recovered_state& out);
+  // Pending tasks come whole while out.live holds fewer than `resident` tasks, and as summaries
+  // in out.queued after that, so a large backlog is never all in memory at once.
+  status recover(recovered_state& out, std::size_t resident = static_cast<std::size_t>(-1));
   status get(task_id id, task& out);  // live or finished; not_found if neither
   // One page of the tasks matching the filter: at most filter.limit, newest (highest id) first
   // or oldest first, only ids after filter.after (exclusive) in that order. `next` is the

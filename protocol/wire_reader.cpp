@@ -1,6 +1,7 @@
 #include "protocol/wire_reader.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <new>
 
@@ -160,13 +161,54 @@ worker_pool read_pool(const msgpack::object& o, const path& at) {
   fail(at, "expected \"active\" or \"reserve\"");
 }
 
+namespace {
+
+std::string_view key_text(const msgpack::object& k) {
+  return k.type == msgpack::type::STR ? std::string_view(k.via.str.ptr, k.via.str.size)
+                                      : std::string_view();
+}
+
+// Whether no string key appears twice. Keys are compared by a cheap signature first, so the
+// usual map costs integer comparisons only.
+bool string_keys_unique(const msgpack::object_map& m) {
+  constexpr std::uint32_t most = 64;  // larger maps take the scanning path
+  if (m.size > most) return false;
+  std::array<std::uint32_t, most> signature{};
+  for (std::uint32_t i = 0; i < m.size; ++i) {
+    const auto k = key_text(m.ptr[i].key);
+    signature[i] = k.empty() ? 0
+                             : static_cast<std::uint32_t>(k.size()) << 16 ^
+                                   static_cast<unsigned char>(k.front()) << 8 ^
+                                   static_cast<unsigned char>(k.back());
+    if (m.ptr[i].key.type != msgpack::type::STR) continue;
+    for (std::uint32_t j = 0; j < i; ++j)
+      if (signature[j] == signature[i] && m.ptr[j].key.type == msgpack::type::STR &&
+          key_text(m.ptr[j].key) == k)
+        return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 fields::fields(const msgpack::object& o, const path& at) : map_(o), path_(at) {
   if (o.type != msgpack::type::MAP) fail(at, "expected a map");
+  keys_unique_ = string_keys_unique(o.via.map);
 }
 
 const msgpack::object* fields::find(std::string_view key) const {
-  const msgpack::object* found = nullptr;
   const msgpack::object_map& m = map_.via.map;
+  if (keys_unique_) {
+    for (std::uint32_t n = 0, i = next_; n < m.size; ++n, i = i + 1 == m.size ? 0 : i + 1) {
+      const msgpack::object& k = m.ptr[i].key;
+      if (k.type != msgpack::type::STR || key_text(k) != key) continue;
+      next_ = i + 1 == m.size ? 0 : i + 1;
+      const msgpack::object& v = m.ptr[i].val;
+      return v.type != msgpack::type::NIL ? &v : nullptr;
+    }
+    return nullptr;
+  }
+  const msgpack::object* found = nullptr;
   for (std::uint32_t i = 0; i < m.size; ++i) {
     const msgpack::object& k = m.ptr[i].key;
     if (k.type != msgpack::type::STR || k.via.str.size != key.size() ||

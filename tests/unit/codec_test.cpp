@@ -2,6 +2,7 @@
 #include "protocol/codec.hpp"
 
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <msgpack.hpp>
 #include <random>
 #include <string>
@@ -187,6 +188,11 @@ class raw_map {
   raw_map& set(const std::string& key, const T& value) {
     erase(key);
     return add(key, value);
+  }
+  // Turns the key order around: decoders must not depend on the order writers use.
+  raw_map& reverse() {
+    std::reverse(entries_.begin(), entries_.end());
+    return *this;
   }
   // Appends even when the key exists, for duplicate-key inputs.
   template <class T>
@@ -610,6 +616,33 @@ TEST_CASE("producer and admin request validation") {
 
 TEST_CASE("a key given twice is rejected") {
   check_bad_field(valid_register().add("capacity", 2).bytes(), "capacity");
+  check_bad_field(valid_register().add("worker", "w2").bytes(), "worker");
+  check_bad_field(valid_register().reverse().add("types", std::vector<std::string>{"x"}).bytes(),
+                  "types");
+  // Unknown keys are never read, twice or not.
+  raw_map m = valid_register();
+  m.add("future_field", 1).add("future_field", 2);
+  CHECK(std::get<register_worker>(decode_ok(m.bytes()).body).worker == "w1");
+}
+
+TEST_CASE("keys decode the same in any order") {
+  const request r{7, register_worker{"w1", {"a", "b"}, {"gpu"}, 3, worker_pool::reserve, {4, 5}}};
+  const auto reversed = raw_map(encoded(r)).reverse().bytes();
+  CHECK(std::get<register_worker>(decode_ok(reversed).body) == std::get<register_worker>(r.body));
+
+  task t;
+  t.id = 9;
+  t.project = "p";
+  t.type = "t";
+  t.priority = -3;
+  t.payload = "x";
+  t.tags = {"a"};
+  t.title = "title";
+  std::string stored;
+  encode_task(t, stored);
+  task back;
+  REQUIRE(decode_task(raw_map(stored).reverse().bytes(), back));
+  CHECK(back == t);
 }
 
 TEST_CASE("envelope errors and request id echo") {

@@ -556,6 +556,43 @@ TEST_CASE("a batch of 10,000 tasks applies and recovers", "[task_store]") {
   REQUIRE(ids(list(*store, filter_of("a", task_status::pending, 2))) == std::vector<task_id>{9999, 9997});
 }
 
+TEST_CASE("recover keeps pending tasks whole up to the resident bound, then summarizes them",
+          "[task_store]") {
+  temp_dir tmp;
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    for (task_id id = 1; id <= 10; ++id) {
+      task t = make_task(id, "p");
+      t.tags = {"tag-" + std::to_string(id)};
+      t.deadline = id == 9 ? 1'800'000'000'000 : 0;
+      t.overdue = id == 10;
+      t.status = id == 2 || id == 8 ? task_status::running : task_status::pending;
+      b.put_task(t, std::nullopt);
+    }
+    apply(*store, b);
+  }
+  auto store = open_store(tmp.store());
+  recovered_state r;
+  REQUIRE(store->recover(r, 4).is_ok());
+  // Whole: pending ones while fewer than 4 are kept, and running ones always.
+  CHECK(ids(r.live) == std::vector<task_id>{1, 2, 3, 4, 8});
+  REQUIRE(r.queued.size() == 5);
+  std::vector<task_id> queued;
+  for (const auto& q : r.queued) queued.push_back(q.id);
+  CHECK(queued == std::vector<task_id>{5, 6, 7, 9, 10});
+  const auto& nine = r.queued[3];
+  CHECK(nine.project == "p");
+  CHECK(nine.type == "resize");
+  CHECK(nine.priority == 5);
+  CHECK(nine.tags == std::vector<std::string>{"tag-9"});
+  CHECK(nine.deadline == 1'800'000'000'000);
+  CHECK_FALSE(nine.overdue);
+  CHECK(r.queued[4].overdue);
+  // Without a bound everything comes whole, as before.
+  CHECK(ids(recover(*store).live).size() == 10);
+}
+
 TEST_CASE("one batch may change the same task several times", "[task_store]") {
   // Group commit folds consecutive changes into one batch; they apply in order.
   temp_dir tmp;
