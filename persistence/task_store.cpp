@@ -231,7 +231,8 @@ bool valid_project(const std::string& project) {
 // Values are empty otherwise. Stored format: change it only with a new index_version (open()
 // rebuilds the index when the stored version differs).
 constexpr std::string_view index_version_key = "index_version";
-constexpr std::string_view index_version = "1";
+// "2": two bucket sizes instead of three (see time_shifts).
+constexpr std::string_view index_version = "2";
 
 constexpr char tag_project = 'P';
 constexpr char tag_type = 'T';
@@ -240,13 +241,15 @@ constexpr char tag_status = 'S';
 constexpr char tag_finished = 'F';
 constexpr char tag_created = 'C';
 
-// Bucket sizes, as powers of two of ms: ~65 s, ~4.7 h, ~50 days. A factor of 256 between
-// sizes: three entries per time per task (every entry costs each finishing task a memtable
-// insert), and any range is covered by at most ~255 buckets per size on each side (a day's
-// range: a few hundred at worst; a seek each per round, cheap next to the records a round
-// fetches). The smallest size bounds what a narrow query reads beyond its range: the entries
-// of the two ~65 s buckets at its edges.
-constexpr std::array<unsigned, 3> time_shifts = {16, 24, 32};
+// Bucket sizes, as powers of two of ms: ~65 s and ~4.7 h. A factor of 256 between sizes: two
+// entries per time per task (every entry costs each finishing task a memtable insert; a third
+// size of ~50 days cost a tenth of the store's write time and served only ranges longer than
+// the default retention of a week), and a range is covered by at most ~255 small buckets on
+// each side plus one large bucket per 4.7 h inside it (a week: ~36; open ends stop at the
+// newest and oldest entries). A seek each per round, cheap next to the records a round
+// fetches. The smallest size bounds what a narrow query reads beyond its range: the entries of
+// the two ~65 s buckets at its edges.
+constexpr std::array<unsigned, 2> time_shifts = {16, 24};
 
 std::string name_prefix(char tag, const std::string& name) {
   std::string p;

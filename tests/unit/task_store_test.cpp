@@ -1088,8 +1088,8 @@ std::size_t entries_of(const std::vector<std::string>& keys, task_id id) {
 }
 
 // A finished task with a worker, created and finished_at has: project, type, worker, status,
-// and one entry per bucket size (3) for each of the two times.
-constexpr std::size_t full_entries = 4 + 2 * 3;
+// and one entry per bucket size (2) for each of the two times.
+constexpr std::size_t full_entries = 4 + 2 * 2;
 
 struct page_result {
   std::vector<task> tasks;
