@@ -19,7 +19,6 @@
 namespace dispatch::actors {
 
 using inbound_atom = caf::atom_constant<caf::atom("inbound")>;      // io -> dispatcher
-using dispatch_atom = caf::atom_constant<caf::atom("dispatch")>;    // run the policy now
 using tick_atom = caf::atom_constant<caf::atom("tick")>;            // periodic reserve check
 using fetch_end_atom = caf::atom_constant<caf::atom("fetchend")>;   // a long poll ran out
 using grace_end_atom = caf::atom_constant<caf::atom("graceend")>;   // recovery grace is over

@@ -144,7 +144,7 @@ struct dispatcher_state {
   std::unordered_map<std::string, std::string> worker_by_peer;  // work-endpoint routing id -> id
   std::map<std::string, caf::actor, std::less<>> projects;
   std::map<std::string, persistence::status_counts> recovered_counts;
-  bool dispatch_queued = false;
+  bool dispatch_wanted = false;
   // Open long polls by the time they run out. One CAF timer is armed, for the earliest: a fetch
   // costs a set entry here instead of a timer message of its own in CAF's clock thread.
   std::set<std::pair<policy::clock_ms, worker_record*>> fetch_expiry;
@@ -206,10 +206,12 @@ struct dispatcher_state {
     return projects.emplace(name, std::move(actor)).first->second;
   }
 
-  // Sends what handling one message produced: its store writes as one request, and its events and
-  // count changes as one message per touched project and one to the notifier, however many
-  // tasks moved.
+  // Ends the handling of every message: runs the dispatch pass it asked for (one per message,
+  // however many submits, fetches or completions it held), then sends what it produced: its
+  // store writes as one request, and its events and count changes as one message per touched
+  // project and one to the notifier, however many tasks moved.
   void flush() {
+    if (dispatch_wanted) run_dispatch();
     flush_writes();
     for (auto& [name, d] : deltas) self->send(project(name), moved_atom::value, d);
     deltas.clear();
@@ -219,13 +221,8 @@ struct dispatcher_state {
     }
   }
 
-  // Runs the policy once the current mailbox burst is handled, so that many submits or fetches
-  // share one dispatch pass.
-  void schedule_dispatch() {
-    if (dispatch_queued) return;
-    dispatch_queued = true;
-    self->send(self, dispatch_atom::value);
-  }
+  // Runs the policy at the end of the current message (flush()).
+  void schedule_dispatch() { dispatch_wanted = true; }
 
   void store_failed(const std::string& why) {
     if (!store_failure) {
@@ -1043,14 +1040,13 @@ struct dispatcher_state {
               policy->configure_project(name, stored);
               spdlog::info("project {}: paused={} max_inflight={} weight={}", name, stored.paused,
                            stored.max_inflight, stored.weight);
-              if (stored.paused != before.paused) {
+              if (stored.paused != before.paused)
                 events.push_back({stored.paused ? event_kind::project_paused
                                                 : event_kind::project_resumed,
                                   wall_now(), 0, name, {}, {}});
-                flush();
-              }
               reply(from, id, protocol::ok{});
               schedule_dispatch();
+              flush();
             },
             [=](caf::error& e) {
               refuse(from, id, error_code::storage, self->system().render(e));
@@ -1079,7 +1075,7 @@ struct dispatcher_state {
   // ---------------------------------------------------------------- the policy at work
 
   void run_dispatch() {
-    dispatch_queued = false;
+    dispatch_wanted = false;
     assignments.clear();
     policy->dispatch(steady_now(), assignments);
     if (assignments.empty()) return;
@@ -1291,11 +1287,10 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
           std::visit([&](auto& body) { s.on(in.from, in.request.id, body); }, in.request.body);
         s.flush();
       },
-      [=](dispatch_atom) {
-        self->state.run_dispatch();
+      [=](fetch_end_atom) {
+        self->state.on_fetch_timer();
         self->state.flush();
       },
-      [=](fetch_end_atom) { self->state.on_fetch_timer(); },
       [=](lost_atom, const std::string& worker, const caf::actor& reporter) {
         self->state.on_lost(worker, reporter);
         self->state.flush();
