@@ -6,8 +6,10 @@
 //
 // The clock is shared memory rather than a message per heartbeat: a thousand idle workers would
 // otherwise cost a thousand actor wake-ups a second. The actor wakes only when the worker could
-// have run out of time (last heartbeat + liveness * heartbeat), so a healthy worker costs one
-// timer every liveness - 1 heartbeats, and a silent one is found lost on time.
+// have run out of time (last heartbeat + liveness * heartbeat, rounded up to a quarter
+// heartbeat so that the timers of many workers share one wake-up), so a healthy worker costs one
+// timer every liveness - 1 heartbeats, and a silent one is found lost at most a quarter
+// heartbeat late.
 //
 //   to the dispatcher: (lost_atom, worker id, this actor)
 #pragma once

@@ -36,7 +36,7 @@ struct io_settings {
   // not urgent (liveness is counted in seconds), and a thousand idle workers heartbeating then
   // cost the actors a few wake-ups a second instead of a thousand. Any other request sends them
   // on at once.
-  std::chrono::milliseconds heartbeat_hold{10};
+  std::chrono::milliseconds heartbeat_hold{50};
   request_limits limits;
   peer_limits peers;
   // The accepted tokens; nullptr turns authentication off (every peer may send anything its
