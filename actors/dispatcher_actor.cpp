@@ -1,8 +1,8 @@
 #include "actors/dispatcher_actor.hpp"
 
 #include <algorithm>
-#include <map>
 #include <functional>
+#include <map>
 #include <random>
 #include <set>
 #include <unordered_map>
