@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -115,12 +116,6 @@ const json* find_by(const json& list, const std::string& key, const std::string&
 
 const char* const statuses[] = {"pending",   "running",  "completed", "failed",
                                 "dead",      "cancelled", "scheduled"};
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // The id a human-readable submit printed.
 task_id id_printed(const ctl_result& r) {

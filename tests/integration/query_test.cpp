@@ -19,18 +19,13 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
 using nlohmann::json;
 
 namespace {
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // A time between two steps of the test: every time the daemon stamped before it is earlier,
 // every time it stamps after is later or equal (a few ms of quiet on each side).

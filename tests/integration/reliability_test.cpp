@@ -21,18 +21,13 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/wall_clock.hpp"
 #include "tests/support/time_scale.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
 
 namespace {
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 protocol::task_spec spec(std::string type, std::string payload = {}, std::string project = "rel") {
   protocol::task_spec s;

@@ -9,17 +9,12 @@
 #include <string>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
 
 namespace {
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 constexpr int task_count = 40;
 constexpr int resident = 5;
