@@ -19,6 +19,7 @@
 #include <set>
 #include <string_view>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "protocol/codec.hpp"
@@ -467,6 +468,21 @@ struct purge_pass {
 
 // ---------------------------------------------------------------------------------------------
 
+namespace {
+
+// Keeps recovered task `t` whole in out.live, or as a summary in out.queued once out.live holds
+// `resident` tasks and `t` is pending (see task_store::recover).
+void keep_recovered(task&& t, std::size_t resident, recovered_state& out) {
+  if (t.status != task_status::pending || out.live.size() < resident) {
+    out.live.push_back(std::move(t));
+    return;
+  }
+  out.queued.push_back({t.id, std::move(t.project), std::move(t.type), t.priority,
+                        std::move(t.tags), t.deadline, t.overdue});
+}
+
+}  // namespace
+
 struct task_store::impl {
   std::string dir;
   rocksdb::WriteOptions write_options;
@@ -502,6 +518,63 @@ struct task_store::impl {
   rocksdb::ColumnFamilyHandle* cf(cf_index i) const { return cfs[i].get(); }
 
   std::string context(const std::string& what) const { return what + " in store " + dir; }
+
+  // Recovers the live tasks with keys in [from, to) (empty: from the first, to the end), in id
+  // order.
+  status read_live(const std::string& from, const std::string& to, std::size_t resident,
+                   recovered_state& out) const {
+    rocksdb::ReadOptions ro;
+    // A one-off full scan: keep it from evicting the blocks that get()/list() keep hot.
+    ro.fill_cache = false;
+    const rocksdb::Slice upper(to);
+    if (!to.empty()) ro.iterate_upper_bound = &upper;
+    iterator_ptr it(db->NewIterator(ro, cf(cf_live)));
+    for (from.empty() ? it->SeekToFirst() : it->Seek(from); it->Valid(); it->Next()) {
+      task t;
+      if (!decode_at(*it, t))
+        return status::corruption(context("cannot decode " + describe_task_key("live", it->key())));
+      keep_recovered(std::move(t), resident, out);
+    }
+    if (!it->status().ok()) return from_rocksdb(it->status(), context("cannot read live tasks"));
+    return status::ok();
+  }
+
+  // Decoding the live set is most of a start's work: a large one is read by two threads, each
+  // over half of the id range, and the halves are joined as one scan would have filled `out`.
+  status recover_live(std::size_t resident, recovered_state& out) const {
+    task_id first = 0;
+    task_id last = 0;
+    {
+      iterator_ptr it(db->NewIterator(rocksdb::ReadOptions(), cf(cf_live)));
+      it->SeekToFirst();
+      if (it->Valid() && it->key().size() == 8) first = read_be64(it->key());
+      it->SeekToLast();
+      if (it->Valid() && it->key().size() == 8) last = read_be64(it->key());
+      if (!it->status().ok()) return from_rocksdb(it->status(), context("cannot read live tasks"));
+    }
+    constexpr task_id worth_a_thread = 8192;  // ids spanned; fewer are read by one thread
+    if (last < first || last - first < worth_a_thread) return read_live({}, {}, resident, out);
+
+    const std::string middle = task_key(first + (last - first) / 2 + 1);
+    recovered_state upper;
+    status upper_read;
+    std::thread reader([&] { upper_read = read_live(middle, {}, resident, upper); });
+    const status lower_read = read_live({}, middle, resident, out);
+    reader.join();
+    if (!lower_read.is_ok()) return lower_read;
+    if (!upper_read.is_ok()) return upper_read;
+    // The upper half kept up to `resident` whole by itself; what the bound leaves no room for
+    // now becomes a summary, merged by id with the upper half's own summaries.
+    const std::size_t summarized = out.queued.size();
+    for (auto& t : upper.live) keep_recovered(std::move(t), resident, out);
+    out.queued.insert(out.queued.end(), std::make_move_iterator(upper.queued.begin()),
+                      std::make_move_iterator(upper.queued.end()));
+    std::inplace_merge(out.queued.begin() + static_cast<std::ptrdiff_t>(summarized),
+                       out.queued.end() - static_cast<std::ptrdiff_t>(upper.queued.size()),
+                       out.queued.end(),
+                       [](const queued_summary& a, const queued_summary& b) { return a.id < b.id; });
+    return status::ok();
+  }
 
   // RocksDB rejected a write (no space, file too large, read-only after a background error):
   // always io_error, with RocksDB's reason, so the caller can tell it from a bad batch.
@@ -739,25 +812,8 @@ status task_store::recover(recovered_state& out, std::size_t resident) {
   out = recovered_state{};
   const impl& d = *impl_;
   rocksdb::ReadOptions ro;
-  // A one-off full scan: keep it from evicting the blocks that get()/list() keep hot.
   ro.fill_cache = false;
-
-  {
-    iterator_ptr it(d.db->NewIterator(ro, d.cf(cf_live)));
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      task t;
-      if (!decode_at(*it, t))
-        return status::corruption(
-            d.context("cannot decode " + describe_task_key("live", it->key())));
-      if (t.status != task_status::pending || out.live.size() < resident) {
-        out.live.push_back(std::move(t));
-        continue;
-      }
-      out.queued.push_back({t.id, std::move(t.project), std::move(t.type), t.priority,
-                            std::move(t.tags), t.deadline, t.overdue});
-    }
-    if (!it->status().ok()) return from_rocksdb(it->status(), d.context("cannot read live tasks"));
-  }
+  if (status s = d.recover_live(resident, out); !s.is_ok()) return s;
 
   {
     std::string value;

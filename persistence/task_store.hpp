@@ -182,7 +182,9 @@ class task_store {
   status apply(const write_batch& batch);
   // Everything needed to resume: live tasks, the id counter, project settings and counts.
   // Pending tasks come whole while out.live holds fewer than `resident` tasks, and as summaries
-  // in out.queued after that, so a large backlog is never all in memory at once.
+  // in out.queued after that, so a large backlog is never all in memory at once. A large live
+  // set is decoded by two threads (the upper half may hold `resident` whole tasks of its own
+  // until the halves are joined).
   status recover(recovered_state& out, std::size_t resident = static_cast<std::size_t>(-1));
   status get(task_id id, task& out);  // live or finished; not_found if neither
   // One page of the tasks matching the filter: at most filter.limit, newest (highest id) first

@@ -168,23 +168,28 @@ std::string_view key_text(const msgpack::object& k) {
                                       : std::string_view();
 }
 
-// Whether no string key appears twice. Keys are compared by a cheap signature first, so the
-// usual map costs integer comparisons only.
+// Whether no string key appears twice. Each key marks one of 256 bits picked by a cheap hash;
+// only a key whose bit is already marked is compared with the keys before it, so the usual map
+// costs one hash per key. Larger maps (never sent by a well-behaved peer) take the scanning path,
+// so that keys made to collide cannot make this quadratic.
 bool string_keys_unique(const msgpack::object_map& m) {
-  constexpr std::uint32_t most = 64;  // larger maps take the scanning path
-  if (m.size > most) return false;
-  std::array<std::uint32_t, most> signature{};
+  if (m.size > 64) return false;
+  std::array<std::uint64_t, 4> seen{};
   for (std::uint32_t i = 0; i < m.size; ++i) {
-    const auto k = key_text(m.ptr[i].key);
-    signature[i] = k.empty() ? 0
-                             : static_cast<std::uint32_t>(k.size()) << 16 ^
-                                   static_cast<unsigned char>(k.front()) << 8 ^
-                                   static_cast<unsigned char>(k.back());
     if (m.ptr[i].key.type != msgpack::type::STR) continue;
-    for (std::uint32_t j = 0; j < i; ++j)
-      if (signature[j] == signature[i] && m.ptr[j].key.type == msgpack::type::STR &&
-          key_text(m.ptr[j].key) == k)
-        return false;
+    const auto k = key_text(m.ptr[i].key);
+    const auto byte = [&](std::size_t at) { return static_cast<unsigned char>(k[at]); };
+    const unsigned h =
+        k.empty() ? 0u
+                  : static_cast<unsigned>(k.size() * 31u + byte(0) * 7u + byte(k.size() / 2) * 13u +
+                                          byte(k.size() - 1)) &
+                        255u;
+    std::uint64_t& word = seen[h >> 6];
+    const std::uint64_t bit = std::uint64_t{1} << (h & 63u);
+    if (word & bit)
+      for (std::uint32_t j = 0; j < i; ++j)
+        if (m.ptr[j].key.type == msgpack::type::STR && key_text(m.ptr[j].key) == k) return false;
+    word |= bit;
   }
   return true;
 }

@@ -551,6 +551,27 @@ TEST_CASE("a batch of 10,000 tasks applies and recovers", "[task_store]") {
   REQUIRE(in_order);
   require_same(r.live[4999], make_task(5000, "b"));
   REQUIRE(r.last_id == n);
+  // The same with a resident bound that ends in the upper half of the (parallel) scan: one scan's
+  // result, ids in order.
+  recovered_state bounded;
+  REQUIRE(store->recover(bounded, 7000).is_ok());
+  REQUIRE(bounded.live.size() == 7000);
+  REQUIRE(bounded.queued.size() == n - 7000);
+  bool split_in_order = true;
+  for (task_id i = 0; i < 7000; ++i) split_in_order = split_in_order && bounded.live[i].id == i + 1;
+  for (task_id i = 0; i < n - 7000; ++i)
+    split_in_order = split_in_order && bounded.queued[i].id == 7001 + i;
+  REQUIRE(split_in_order);
+  CHECK(bounded.queued.back().project == "b");
+  // And one that ends in the lower half: the upper half's whole tasks all become summaries.
+  recovered_state small;
+  REQUIRE(store->recover(small, 100).is_ok());
+  REQUIRE(small.live.size() == 100);
+  REQUIRE(small.queued.size() == n - 100);
+  bool small_in_order = small.queued.front().id == 101;
+  for (std::size_t i = 1; i < small.queued.size(); ++i)
+    small_in_order = small_in_order && small.queued[i].id == small.queued[i - 1].id + 1;
+  REQUIRE(small_in_order);
   REQUIRE(r.counts.at("a") == make_counts(n / 2, 0, 0, 0, 0, 0));
   REQUIRE(r.counts.at("b") == make_counts(n / 2, 0, 0, 0, 0, 0));
   REQUIRE(ids(list(*store, filter_of("a", task_status::pending, 2))) == std::vector<task_id>{9999, 9997});
