@@ -1,12 +1,6 @@
 #include "tests/integration/harness.hpp"
 
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -19,77 +13,9 @@
 #include "protocol/codec.hpp"
 #include "security/token_hash.hpp"
 
-extern char** environ;
-
 namespace dispatch::testing {
 
 std::string tcp_endpoint(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
-
-child_process::child_process(std::vector<std::string> argv, std::string log_path)
-    : log_path_(std::move(log_path)) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, 1, log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND,
-                                   0644);
-  posix_spawn_file_actions_adddup2(&actions, 1, 2);
-  posix_spawn_file_actions_addclose(&actions, 0);
-  std::vector<char*> args;
-  for (auto& a : argv) args.push_back(a.data());
-  args.push_back(nullptr);
-  const int rc = posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
-}
-
-child_process::~child_process() {
-  if (!running()) return;
-  signal(SIGTERM);
-  if (!wait(std::chrono::seconds(5))) {
-    signal(SIGKILL);
-    wait(std::chrono::seconds(5));
-  }
-}
-
-void child_process::signal(int sig) const {
-  if (pid_ > 0) ::kill(pid_, sig);
-}
-
-std::optional<int> child_process::wait(std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (!exit_code_) {
-    int status = 0;
-    const int r = ::waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) {
-      exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      break;
-    }
-    if (r < 0) {
-      exit_code_ = -1;
-      break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return std::nullopt;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  return exit_code_;
-}
-
-bool child_process::running() { return !wait(std::chrono::milliseconds(0)); }
-
-std::string child_process::log() const {
-  std::ifstream in(log_path_);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (true) {
-    if (condition()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return condition();
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-}
 
 wire_client::wire_client(const std::string& endpoint, std::string token)
     : context_(1), socket_(context_, zmq::socket_type::dealer), token_(std::move(token)) {

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 
 #include "protocol/messages.hpp"
+#include "tests/support/child_process.hpp"
 #include "tests/support/free_ports.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -20,32 +21,6 @@ namespace dispatch::testing {
 using namespace std::chrono_literals;
 
 std::string tcp_endpoint(int port);
-
-
-// A child process whose stdout and stderr go to a log file. The destructor stops it (SIGTERM,
-// then SIGKILL after 5 s) so that a failing test never leaves processes behind.
-class child_process {
- public:
-  child_process(std::vector<std::string> argv, std::string log_path);
-  ~child_process();
-  child_process(const child_process&) = delete;
-  child_process& operator=(const child_process&) = delete;
-
-  int pid() const { return pid_; }
-  void signal(int sig) const;
-  // Waits for the exit; returns the exit code (128 + signal when killed), nullopt on timeout.
-  std::optional<int> wait(std::chrono::milliseconds timeout);
-  bool running();
-  std::string log() const;
-
- private:
-  int pid_ = -1;
-  std::optional<int> exit_code_;
-  std::string log_path_;
-};
-
-// Polls `condition` every 20 ms until it holds or `timeout` passes; returns its last value.
-bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout);
 
 // Every dispatcher_process accepts this admin token besides the ones it made on its first start
 // (which tests of the roles read with dispatcher_process::token), so tests that are not about
