@@ -15,18 +15,13 @@
 #include "dispatcher/policy/scheduler.hpp"
 #include "dispatcher/policy/task_timers.hpp"
 #include "metrics/dispatcher_metrics.hpp"
+#include "protocol/wall_clock.hpp"
 
 namespace dispatch::actors {
 namespace {
 
 using timer = task_timers::kind;
 using protocol::error_code;
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 policy::clock_ms steady_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(

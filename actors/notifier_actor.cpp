@@ -14,6 +14,7 @@
 #include "actors/atoms.hpp"
 #include "actors/event_command_sink.hpp"
 #include "persistence/event_log.hpp"
+#include "protocol/wall_clock.hpp"
 
 namespace dispatch::actors {
 namespace {
@@ -30,12 +31,6 @@ constexpr int pub_high_water_mark = 10'000;
 constexpr auto store_error_interval = std::chrono::seconds(10);
 
 bool is_task_event(event_kind k) { return k <= event_kind::task_overdue; }
-
-millis wall_now() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // The published form of an event: a msgpack map with the keys of the protocol's event_record,
 // so a subscriber decodes it like the records in an `event_list` reply.

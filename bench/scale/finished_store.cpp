@@ -7,6 +7,7 @@
 
 #include "bench/support/workload.hpp"
 #include "persistence/task_store.hpp"
+#include "protocol/wall_clock.hpp"
 
 namespace dispatch::bench {
 
@@ -20,9 +21,7 @@ double build_finished_store(const std::string& dir, std::size_t finished, std::s
 
   // Finished over the last ~30 days, one every few ms, by a few workers: the index then has
   // realistic spreads of time buckets and names.
-  const millis now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                         std::chrono::system_clock::now().time_since_epoch())
-                         .count();
+  const millis now = wall_now();
   const millis first_created = now - 30LL * 24 * 3600 * 1000;
   const millis step =
       std::max<millis>(1, 30LL * 24 * 3600 * 1000 / static_cast<millis>(finished + 1));

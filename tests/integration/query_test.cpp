@@ -18,8 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "protocol/wall_clock.hpp"
 #include "tests/integration/harness.hpp"
-#include "tests/support/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;

@@ -20,8 +20,8 @@
 #include <set>
 #include <thread>
 
+#include "protocol/wall_clock.hpp"
 #include "tests/integration/harness.hpp"
-#include "tests/support/wall_clock.hpp"
 #include "tests/support/time_scale.hpp"
 
 using namespace dispatch;

@@ -8,8 +8,8 @@
 #include <map>
 #include <string>
 
+#include "protocol/wall_clock.hpp"
 #include "tests/integration/harness.hpp"
-#include "tests/support/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;

@@ -23,6 +23,7 @@
 #include "dispatchctl/text_table.hpp"
 #include "dispatchctl/time_format.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::ctl;
@@ -528,13 +529,9 @@ TEST_CASE("argument parsing", "[dispatchctl][cli]") {
               .timeout_ms == 604800000);
 
     // Without a fixed clock, +10s is counted from the wall clock at parse time.
-    const auto before = std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count();
+    const auto before = wall_now();
     spec = submitted_spec(parse({"submit", "--project", "p", "--type", "t", "--deadline", "+10s"}));
-    const auto after = std::chrono::duration_cast<std::chrono::milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    const auto after = wall_now();
     CHECK(spec.deadline >= before + 10000);
     CHECK(spec.deadline <= after + 10000);
   }

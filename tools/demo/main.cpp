@@ -31,6 +31,7 @@
 #include "dispatchctl/text_table.hpp"
 #include "protocol/codec.hpp"
 #include "protocol/duration.hpp"
+#include "protocol/wall_clock.hpp"
 
 namespace {
 
@@ -255,9 +256,7 @@ class demo_run {
               << mix << "\n";
 
     start_ = steady::now();
-    first_submit_ms_ = std::chrono::duration_cast<milliseconds>(
-                           std::chrono::system_clock::now().time_since_epoch())
-                           .count();
+    first_submit_ms_ = dispatch::wall_now();
     ids_.reserve(tasks.size());
     std::size_t batches = 0;
     for (std::size_t first = 0; first < tasks.size(); first += opts_.batch) {

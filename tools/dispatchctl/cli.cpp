@@ -15,6 +15,7 @@
 
 #include "dispatchctl/time_format.hpp"
 #include "protocol/duration.hpp"
+#include "protocol/wall_clock.hpp"
 
 namespace dispatch::ctl {
 namespace {
@@ -269,9 +270,7 @@ std::string usage_failure(const CLI::Formatter& formatter, const CLI::App* app,
 }  // namespace
 
 parse_result parse_args(int argc, const char* const* argv) {
-  const auto since_epoch = std::chrono::system_clock::now().time_since_epoch();
-  return parse_args(argc, argv,
-                    std::chrono::duration_cast<std::chrono::milliseconds>(since_epoch).count());
+  return parse_args(argc, argv, wall_now());
 }
 
 parse_result parse_args(int argc, const char* const* argv, millis now) {

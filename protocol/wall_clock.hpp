@@ -1,12 +1,12 @@
-// The wall clock as the protocol counts it (ms since the epoch), for tests that set run_at,
-// deadlines or time filters relative to now.
+// The wall clock as the protocol counts time: milliseconds since the Unix epoch (created_at,
+// run_at, deadline, event times...).
 #pragma once
 
 #include <chrono>
 
 #include "protocol/task.hpp"
 
-namespace dispatch::testing {
+namespace dispatch {
 
 inline millis wall_now() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -14,4 +14,4 @@ inline millis wall_now() {
       .count();
 }
 
-}  // namespace dispatch::testing
+}  // namespace dispatch
