@@ -182,11 +182,11 @@ struct dispatcher_state {
     events.push_back({kind, wall_now(), 0, {}, std::move(worker), std::move(detail)});
   }
 
-  // Moves a task to `to`, recording the change in the batch and in the project's counts.
-  void move(task& t, task_status to, persistence::write_batch& batch) {
+  // Moves a task to `to`, recording the change in `writes` and in the project's counts.
+  void move(task& t, task_status to) {
     const auto from = t.status;
     t.status = to;
-    batch.put_task(t, from);
+    writes.put_task(t, from);
     auto& d = deltas[t.project];
     --d[static_cast<std::size_t>(from)];
     ++d[static_cast<std::size_t>(to)];
@@ -226,21 +226,20 @@ struct dispatcher_state {
     }
   }
 
-  // Writes a batch with the others of this message (flush()); `on_stored` runs once they are
-  // stored, `on_failed` if they are not. Writes of one message and of successive messages are
-  // stored in the order they were made.
-  void store_batch(persistence::write_batch batch, std::function<void()> on_stored,
+  // Every change of the message being handled goes into `writes` (move(), put_task...): one
+  // store request at its end (flush()), which gives writes of one message and of successive
+  // messages to the store in the order they were made. A change nobody waits for needs nothing
+  // more: if the write fails, store_failed() stops new work and the task runs again after a
+  // restart, which at-least-once delivery allows.
+
+  // Runs `on_stored` once this message's writes are stored, `on_failed` if they are not.
+  void when_stored(std::function<void()> on_stored,
                    std::function<void(const std::string&)> on_failed) {
-    writes.append(std::move(batch));
     continuations.push_back({std::move(on_stored), std::move(on_failed)});
   }
 
-  // Writes a batch nobody waits for; a failure stops new work (store_failed) and the task runs
-  // again after a restart, which at-least-once delivery allows.
-  void store_in_background(persistence::write_batch batch) { writes.append(std::move(batch)); }
-
-  void acknowledge_when_stored(persistence::write_batch batch, peer_address to, std::uint64_t id) {
-    writes.append(std::move(batch));
+  // Answers `ok` once this message's writes are stored, `storage` if they are not.
+  void acknowledge_when_stored(peer_address to, std::uint64_t id) {
     acks.emplace_back(std::move(to), id);
   }
 
@@ -345,23 +344,23 @@ struct dispatcher_state {
     report_running(w->second);
   }
 
-  void make_pending(task& t, persistence::write_batch& batch) {
-    move(t, task_status::pending, batch);
+  void make_pending(task& t) {
+    move(t, task_status::pending);
     enqueue(t);
     schedule_dispatch();
   }
 
-  void make_scheduled(task& t, millis run_at, persistence::write_batch& batch) {
+  void make_scheduled(task& t, millis run_at) {
     t.run_at = run_at;
-    move(t, task_status::scheduled, batch);
+    move(t, task_status::scheduled);
     timers.set(timer::run_at, t.id, run_at);
   }
 
   // Puts a task that was running back into the queue at once: the worker left, was lost or did
   // not report it. That is not the task's fault, so no backoff.
-  void requeue(task& t, persistence::write_batch& batch, std::string why) {
+  void requeue(task& t, std::string why) {
     release(t, false);
-    make_pending(t, batch);
+    make_pending(t);
     emit(event_kind::task_requeued, t, std::move(why));
   }
 
@@ -376,7 +375,7 @@ struct dispatcher_state {
   // retryable failure the task waits out a backoff; otherwise it ends dead (retries exhausted) or
   // failed (the worker said retrying is useless).
   void attempt_failed(std::unordered_map<task_id, task>::iterator it, std::string error,
-                      bool retryable, bool tell_worker, persistence::write_batch& batch) {
+                      bool retryable, bool tell_worker) {
     auto& t = it->second;
     t.error = std::move(error);
     ++t.failures;
@@ -386,13 +385,13 @@ struct dispatcher_state {
       metrics->retried(t.project);
       const auto wait = backoff(t.failures);
       std::uniform_int_distribution<millis> spread(wait / 2, wait);
-      make_scheduled(t, wall_now() + spread(jitter), batch);
+      make_scheduled(t, wall_now() + spread(jitter));
       emit(event_kind::task_retried, t, t.error);
       return;
     }
     const auto final_status = retryable ? task_status::dead : task_status::failed;
     if (final_status == task_status::dead) metrics->dead(t.project);
-    auto done = finish(it, final_status, batch, tell_worker);  // finish releases it
+    auto done = finish(it, final_status, tell_worker);  // finish releases it
     emit(final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed, done,
          done.error);
   }
@@ -400,7 +399,7 @@ struct dispatcher_state {
   // Ends a live task with a final status and removes it from the live table. A running task is
   // taken off its worker; with `tell_worker` the worker is told to stop it (a cancellation).
   task finish(std::unordered_map<task_id, task>::iterator it, task_status final_status,
-              persistence::write_batch& batch, bool tell_worker = false) {
+              bool tell_worker = false) {
     auto& t = it->second;
     if (t.status == task_status::running) release(t, tell_worker);
     if (t.status == task_status::pending) {
@@ -409,7 +408,7 @@ struct dispatcher_state {
     }
     timers.clear_all(t.id);
     t.finished_at = wall_now();
-    move(t, final_status, batch);
+    move(t, final_status);
     task done = std::move(t);
     live.erase(it);
     schedule_dispatch();  // a slot or a project cap may have opened
@@ -448,7 +447,7 @@ struct dispatcher_state {
   // Forgets a worker: its open fetch is answered empty, its tasks (except `keep`) go back to the
   // queue, its actor stops. When the worker was lost, each of its tasks has failed an attempt:
   // a task that crashes every worker that runs it must end dead, not circle forever.
-  void drop_worker(const std::string& id, persistence::write_batch& batch, const char* why,
+  void drop_worker(const std::string& id, const char* why,
                    const std::unordered_set<task_id>& keep = {}, bool attempts_failed = false) {
     auto it = workers.find(id);
     if (it == workers.end()) return;
@@ -463,9 +462,9 @@ struct dispatcher_state {
       t->second.lease_expires_at = 0;
       timers.clear(timer::lease, tid);
       if (attempts_failed) {
-        attempt_failed(t, "worker " + id + " was lost while running it", true, false, batch);
+        attempt_failed(t, "worker " + id + " was lost while running it", true, false);
       } else {
-        make_pending(t->second, batch);
+        make_pending(t->second);
         emit(event_kind::task_requeued, t->second, why);
       }
     }
@@ -512,11 +511,10 @@ struct dispatcher_state {
   // ---------------------------------------------------------------- worker messages
 
   void on(const peer_address& from, std::uint64_t id, protocol::register_worker& spec) {
-    persistence::write_batch batch;
     const std::unordered_set<task_id> reported(spec.running.begin(), spec.running.end());
     // The same connection registering under another name gives up the old name first.
     if (auto* previous = worker_of(from); previous && previous->spec.worker != spec.worker)
-      drop_worker(previous->spec.worker, batch, "worker re-registered under another id");
+      drop_worker(previous->spec.worker, "worker re-registered under another id");
     // A reconnecting worker keeps what the operator and the dispatcher asked of it: an order
     // (drain, stop) and the cancels it has not heard yet.
     std::string order = "none";
@@ -527,7 +525,7 @@ struct dispatcher_state {
       order = old->second.order;
       to_cancel = std::move(old->second.to_cancel);
     }
-    drop_worker(spec.worker, batch, "worker re-registered without it", reported);
+    drop_worker(spec.worker, "worker re-registered without it", reported);
 
     policy->add_worker({spec.worker, spec.types, spec.tags, spec.capacity, spec.pool},
                        steady_now());
@@ -564,7 +562,6 @@ struct dispatcher_state {
     emit_worker(event_kind::worker_joined, w.spec.worker, std::string(to_string(w.spec.pool)));
     report_running(w);
     report_workers();
-    store_in_background(std::move(batch));
     const auto hb = static_cast<std::uint32_t>(settings.liveness.heartbeat.count());
     reply(from, id, protocol::registered{hb, settings.liveness.liveness});
     schedule_dispatch();
@@ -597,10 +594,9 @@ struct dispatcher_state {
     ++w->completed;
     metrics->completed(it->second.project);
     recent.completed(wall_now());
-    persistence::write_batch batch;
-    auto done = finish(it, task_status::completed, batch);
+    auto done = finish(it, task_status::completed);
     emit(event_kind::task_completed, done);
-    acknowledge_when_stored(std::move(batch), from, id);
+    acknowledge_when_stored(from, id);
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::fail& f) {
@@ -609,9 +605,8 @@ struct dispatcher_state {
     auto it = held_task(from, id, *w, f.task, f.attempt);
     if (it == live.end()) return;
     ++w->failed;
-    persistence::write_batch batch;
-    attempt_failed(it, std::move(f.error), f.retryable, false, batch);
-    acknowledge_when_stored(std::move(batch), from, id);
+    attempt_failed(it, std::move(f.error), f.retryable, false);
+    acknowledge_when_stored(from, id);
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::extend& e) {
@@ -624,9 +619,7 @@ struct dispatcher_state {
     timers.set(timer::lease, t.id, t.lease_expires_at);
     // The new lease is kept in memory at once and stored in the background: after a crash the
     // worker re-registers and the stored, shorter lease is the worst case.
-    persistence::write_batch batch;
-    batch.put_task(t, t.status);
-    store_in_background(std::move(batch));
+    writes.put_task(t, t.status);
     reply(from, id, protocol::ok{});
   }
 
@@ -656,11 +649,10 @@ struct dispatcher_state {
     auto* w = registered_or_refuse(from, id);
     if (!w) return;
     const auto name = w->spec.worker;
-    persistence::write_batch batch;
-    drop_worker(name, batch, "worker said goodbye");
+    drop_worker(name, "worker said goodbye");
     spdlog::info("worker {} left", name);
     emit_worker(event_kind::worker_left, name);
-    acknowledge_when_stored(std::move(batch), from, id);
+    acknowledge_when_stored(from, id);
   }
 
   void on_lost(const std::string& worker, const caf::actor& reporter) {
@@ -669,12 +661,10 @@ struct dispatcher_state {
     if (it == workers.end() || it->second.actor != reporter) return;
     it->second.actor = nullptr;  // it has stopped by itself
     metrics->worker_lost();
-    persistence::write_batch batch;
-    drop_worker(worker, batch, "worker lost", {}, true);
+    drop_worker(worker, "worker lost", {}, true);
     spdlog::warn("worker {} lost: no heartbeat for {} ms", worker,
                  settings.liveness.heartbeat.count() * settings.liveness.liveness);
     emit_worker(event_kind::worker_lost, worker);
-    store_in_background(std::move(batch));
   }
 
   // ---------------------------------------------------------------- producer messages
@@ -707,7 +697,6 @@ struct dispatcher_state {
     auto ids = std::make_shared<std::vector<task_id>>();
     ids->reserve(s.tasks.size());
     auto keys = std::make_shared<std::vector<std::string>>();
-    persistence::write_batch batch;
     const auto now = wall_now();
     for (auto& spec : s.tasks) {
       if (!spec.idempotency_key.empty()) {
@@ -736,17 +725,16 @@ struct dispatcher_state {
         auto slot = idempotency_slot(t.project, t.idempotency_key);
         keys_in_flight.emplace(slot, t.id);
         keys->push_back(std::move(slot));
-        batch.put_idempotency(t.project, t.idempotency_key, t.id, now);
+        writes.put_idempotency(t.project, t.idempotency_key, t.id, now);
       }
-      batch.put_task(t, std::nullopt);
+      writes.put_task(t, std::nullopt);
       ids->push_back(t.id);
       tasks->push_back(std::move(t));
     }
-    batch.set_last_id(last_id);
+    writes.set_last_id(last_id);
     // Tasks enter the queue only once stored: a worker can never run a task the store would
     // forget in a crash, and the producer's acknowledgement means "durable".
-    store_batch(
-        std::move(batch),
+    when_stored(
         [=] {
           for (const auto& slot : *keys) keys_in_flight.erase(slot);
           for (auto& t : *tasks) {
@@ -786,9 +774,9 @@ struct dispatcher_state {
               found(t);
               flush();
             },
-              [=](caf::error&) {
-                refuse(from, id, error_code::unknown_task, "no task " + std::to_string(tid));
-              });
+            [=](caf::error&) {
+              refuse(from, id, error_code::unknown_task, "no task " + std::to_string(tid));
+            });
   }
 
   // A producer limited to some projects is told a task of another project does not exist, so
@@ -817,11 +805,10 @@ struct dispatcher_state {
       return;
     }
     if (!from.may_see(it->second.project)) return refuse_unseen(from, id, c.task);
-    persistence::write_batch batch;
-    auto done = finish(it, task_status::cancelled, batch, true);
+    auto done = finish(it, task_status::cancelled, true);
     metrics->cancelled(done.project);
     emit(event_kind::task_cancelled, done);
-    acknowledge_when_stored(std::move(batch), from, id);
+    acknowledge_when_stored(from, id);
   }
 
   // ---------------------------------------------------------------- admin messages
@@ -844,7 +831,8 @@ struct dispatcher_state {
     with_stored_task(from, id, r.task, [=](task& stored) {
       if (stored.status == task_status::completed || is_live(stored.id)) {
         refuse(from, id, error_code::invalid_state,
-               "task " + std::to_string(stored.id) + " is " + std::string(to_string(stored.status)) +
+               "task " + std::to_string(stored.id) + " is " +
+                   std::string(to_string(stored.status)) +
                    "; only dead, failed or cancelled tasks can be retried");
         return;
       }
@@ -854,12 +842,10 @@ struct dispatcher_state {
       t->finished_at = 0;
       t->overdue = false;
       t->run_at = 0;
-      persistence::write_batch batch;
       const auto from_status = t->status;
       t->status = task_status::pending;
-      batch.put_task(*t, from_status, finished_at);
-      store_batch(
-          std::move(batch),
+      writes.put_task(*t, from_status, finished_at);
+      when_stored(
           [=] {
             auto& d = deltas[t->project];
             --d[static_cast<std::size_t>(from_status)];
@@ -882,12 +868,10 @@ struct dispatcher_state {
       return;
     }
     with_stored_task(from, id, r.task, [=](task& t) {
-      persistence::write_batch batch;
-      batch.remove_task(t);
+      writes.remove_task(t);
       const auto project_name = t.project;
       const auto status_index = static_cast<std::size_t>(t.status);
-      store_batch(
-          std::move(batch),
+      when_stored(
           [=] {
             --deltas[project_name][status_index];
             reply(from, id, protocol::ok{});
@@ -1074,7 +1058,6 @@ struct dispatcher_state {
     assignments.clear();
     policy->dispatch(steady_now(), assignments);
     if (assignments.empty()) return;
-    persistence::write_batch batch;
     const auto now = wall_now();
     std::vector<worker_record*> served;
     for (const auto& a : assignments) {
@@ -1096,7 +1079,7 @@ struct dispatcher_state {
       metrics->queue_wait(static_cast<double>(wait) / 1000.0);
       metrics->queued(t.project, t.priority, -1);
       recent.waited(wait);
-      move(t, task_status::running, batch);
+      move(t, task_status::running);
       timers.set(timer::lease, t.id, t.lease_expires_at);
       w.held.insert(t.id);
       emit(event_kind::task_assigned, t);
@@ -1110,7 +1093,6 @@ struct dispatcher_state {
       report_running(*w);
       answer_fetch(*w);
     }
-    store_in_background(std::move(batch));
   }
 
   void run_tick() {
@@ -1138,11 +1120,10 @@ struct dispatcher_state {
   // failed attempts, passed deadlines mark tasks overdue (once; the flag is stored).
   void run_timers() {
     const auto now = wall_now();
-    persistence::write_batch batch;
     for (auto tid : timers.take_due(timer::run_at, now)) {
       auto it = live.find(tid);
       if (it != live.end() && it->second.status == task_status::scheduled)
-        make_pending(it->second, batch);
+        make_pending(it->second);
     }
     for (auto tid : timers.take_due(timer::lease, now)) {
       auto it = live.find(tid);
@@ -1153,32 +1134,29 @@ struct dispatcher_state {
       emit(event_kind::task_expired, t, why);
       spdlog::warn("task {}: {}", tid, why);
       if (auto w = workers.find(t.worker); w != workers.end()) ++w->second.failed;
-      attempt_failed(it, std::move(why), true, true, batch);
+      attempt_failed(it, std::move(why), true, true);
     }
     for (auto tid : timers.take_due(timer::deadline, now)) {
       auto it = find_live(tid);
       if (it == live.end() || it->second.overdue) continue;
       auto& t = it->second;
       t.overdue = true;
-      batch.put_task(t, t.status);
+      writes.put_task(t, t.status);
       emit(event_kind::task_overdue, t, "deadline passed before completion");
     }
-    store_in_background(std::move(batch));
   }
 
   void end_recovery_grace() {
     if (orphans.empty()) return;
-    persistence::write_batch batch;
     for (const auto& [tid, worker] : orphans) {
       auto it = live.find(tid);
       if (it == live.end()) continue;
       it->second.lease_expires_at = 0;
-      make_pending(it->second, batch);
+      make_pending(it->second);
       emit(event_kind::task_requeued, it->second, "its worker did not report it after a restart");
     }
     spdlog::info("{} tasks running before the restart went back to the queue", orphans.size());
     orphans.clear();
-    store_in_background(std::move(batch));
   }
 
   // Asks the persistence actor to remove finished tasks and idempotency keys older than their
@@ -1238,16 +1216,17 @@ struct dispatcher_state {
       last_id = std::max(last_id, q.id);
       if (q.deadline && !q.overdue) timers.set(timer::deadline, q.id, q.deadline);
       metrics->queued(q.project, q.priority, +1);
-      policy->enqueue({q.id, std::move(q.project), std::move(q.type), q.priority, std::move(q.tags)});
+      policy->enqueue(
+          {q.id, std::move(q.project), std::move(q.type), q.priority, std::move(q.tags)});
       parked.insert(q.id);
       ++pending;
     }
     r.queued = {};
     if (pending + scheduled + orphans.size() > 0)
-      spdlog::info("recovered {} pending ({} parked), {} scheduled and {} running tasks (last id {})",
-                   pending, parked.size(), scheduled, orphans.size(), last_id);
-    if (!orphans.empty())
-      self->delayed_send(self, settings.recovery_grace, grace_end_atom::value);
+      spdlog::info(
+          "recovered {} pending ({} parked), {} scheduled and {} running tasks (last id {})",
+          pending, parked.size(), scheduled, orphans.size(), last_id);
+    if (!orphans.empty()) self->delayed_send(self, settings.recovery_grace, grace_end_atom::value);
   }
 };
 
