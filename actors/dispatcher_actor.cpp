@@ -1113,6 +1113,7 @@ struct dispatcher_state {
     }
     if (!reserve_events.empty()) report_workers();
     metrics->mailbox_depth(self->mailbox().size());
+    metrics->parked(parked.size());
     run_timers();
   }
 

@@ -189,6 +189,9 @@ struct dispatcher_metrics::impl {
                                                "Time to write one batch to the store.");
   Family<Gauge>& mailbox_f = gauge(*registry, "dispatch_dispatcher_mailbox_messages",
                                    "Messages waiting in the dispatcher actor's mailbox.");
+  Family<Gauge>& parked_f =
+      gauge(*registry, "dispatch_parked_tasks",
+            "Pending tasks past --resident-tasks, kept in memory as their id only.");
   Family<Counter>& refused_f = counter(
       *registry, "dispatch_refused_requests_total",
       "Requests answered with an error before reaching the actors, by endpoint and error code.");
@@ -206,6 +209,7 @@ struct dispatcher_metrics::impl {
   Histogram& run = run_f.Add({}, duration_buckets());
   Histogram& store_batch = store_batch_f.Add({}, store_batch_buckets());
   Gauge& mailbox = mailbox_f.Add({});
+  Gauge& parked = parked_f.Add({});
 
   // Label-resolved series, so the hot path does one hash lookup instead of building a label map
   // and hashing it inside the family. One lock per map: project calls come from the dispatcher,
@@ -378,5 +382,6 @@ void dispatcher_metrics::store_error() { impl_->store_errors.Increment(); }
 void dispatcher_metrics::mailbox_depth(std::size_t messages) {
   impl_->mailbox.Set(static_cast<double>(messages));
 }
+void dispatcher_metrics::parked(std::size_t tasks) { impl_->parked.Set(static_cast<double>(tasks)); }
 
 }  // namespace dispatch::metrics

@@ -51,6 +51,7 @@ class dispatcher_metrics {
   void store_batch_latency(double seconds);
   void store_error();                     // a store write failed
   void mailbox_depth(std::size_t messages);  // the dispatcher actor's mailbox
+  void parked(std::size_t tasks);  // pending tasks kept as their id only (--resident-tasks)
 
   // A request the dispatcher refused before it reached the actors, by endpoint ("work",
   // "admin") and error code ("unauthenticated", "forbidden", "rate_limited", "too_large", ...).

@@ -78,6 +78,21 @@ TEST_CASE("a fetch is a long poll: answered empty when the wait runs out, at onc
   CHECK(jobs[1].task == ids[1]);
 }
 
+TEST_CASE("long polls run out in the order of their deadlines, not of their arrival") {
+  // The dispatcher keeps one timer for the earliest open fetch: a short one arriving after long
+  // ones must still end on time, and the long ones only when theirs run out.
+  dispatcher_process d;
+  wire_client patient(d.work_endpoint());
+  wire_client hasty(d.work_endpoint());
+  expect<protocol::registered>(patient.call(worker_spec("patient")));
+  expect<protocol::registered>(hasty.call(worker_spec("hasty")));
+
+  const auto long_poll = patient.send(protocol::fetch{1, 4000});
+  CHECK(expect<protocol::jobs>(hasty.call(protocol::fetch{1, 200}, 2s)).jobs.empty());
+  CHECK_FALSE(patient.receive(500ms).has_value());  // still waiting, 3 s to go
+  CHECK(expect<protocol::jobs>(patient.wait_reply(long_poll, 6s)).jobs.empty());
+}
+
 TEST_CASE("a worker never gets more than it asked for or its capacity") {
   dispatcher_process d;
   wire_client producer(d.work_endpoint());

@@ -8,8 +8,9 @@
 #include <map>
 #include <string>
 
-#include "protocol/wall_clock.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/support/prometheus_scrape.hpp"
+#include "protocol/wall_clock.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -24,6 +25,14 @@ protocol::task_spec numbered_task(int i) {
   s.priority = i % 4;
   s.title = "task " + std::to_string(i);
   return s;
+}
+
+// What the daemon says it keeps as ids only (dispatch_parked_tasks, updated on its tick); -1 when
+// the scrape has no such series.
+double parked_tasks(int metrics_port) {
+  for (const auto& s : parse_exposition(http_get(metrics_port, "/metrics").body))
+    if (s.name == "dispatch_parked_tasks") return s.value;
+  return -1;
 }
 
 // The order a single worker should get them in: priority first (higher first), then id.
@@ -41,9 +50,14 @@ std::vector<task_id> dispatch_order(const std::vector<task_id>& ids,
 
 TEST_CASE("pending tasks past --resident-tasks keep their payload, order, status and cancel, "
           "across a restart") {
+  const int metrics_port = free_ports(1)[0];
   dispatcher_options options;
-  options.extra_args = {"--resident-tasks", std::to_string(resident)};
+  options.extra_args = {"--resident-tasks", std::to_string(resident), "--metrics-address",
+                        "127.0.0.1:" + std::to_string(metrics_port)};
   dispatcher_process d(options);
+  const auto parked_becomes = [&](double n) {
+    return wait_until([&] { return parked_tasks(metrics_port) == n; }, 5s);
+  };
   wire_client producer(d.work_endpoint());
 
   std::vector<protocol::task_spec> specs;
@@ -56,6 +70,8 @@ TEST_CASE("pending tasks past --resident-tasks keep their payload, order, status
   const auto ids = submit(producer, specs);
   REQUIRE(ids.size() == task_count + 1);
   const task_id late_id = ids.back();
+  // The first `resident` stay whole, the rest are parked.
+  CHECK(parked_becomes(task_count + 1 - resident));
 
   // The last ones are beyond the bound: asked for, they are whole.
   const auto parked = status_of(producer, ids[task_count - 1]);
@@ -69,10 +85,14 @@ TEST_CASE("pending tasks past --resident-tasks keep their payload, order, status
   CHECK(status_of(producer, cancelled).status == task_status::cancelled);
 
   REQUIRE(wait_until([&] { return status_of(producer, late_id).overdue; }, 5s));
+  // Both were read back to change them: the cancelled one is gone, the late one whole again.
+  CHECK(parked_becomes(task_count + 1 - resident - 2));
 
   // A restart recovers them all, parking again what is past the bound.
   d.stop();
   d.start();
+  // Recovered: the first `resident` pending tasks whole, the rest (the late one too) parked.
+  CHECK(parked_becomes(task_count - resident));
   wire_client worker(d.work_endpoint());
   expect<protocol::registered>(worker.call(worker_spec("w1", task_count + 1)));
 
@@ -100,6 +120,7 @@ TEST_CASE("pending tasks past --resident-tasks keep their payload, order, status
   }
   CHECK(handed == expected);
   CHECK(fetch(worker, 1, 200).empty());  // the cancelled one never comes
+  CHECK(parked_becomes(0));
 
   const auto done = status_of(producer, ids[task_count - 1]);
   CHECK(done.status == task_status::completed);
