@@ -180,7 +180,8 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
                 body);
     return;
   }
-  if (delivering_.empty()) hold_until_ = std::chrono::steady_clock::now() + settings_.heartbeat_hold;
+  if (delivering_.empty())
+    hold_until_ = std::chrono::steady_clock::now() + settings_.heartbeat_hold;
   urgent_ = urgent_ || !std::holds_alternative<protocol::heartbeat>(in.request.body);
   delivering_.push_back(std::move(in));
 }

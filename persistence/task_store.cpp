@@ -532,7 +532,8 @@ struct task_store::impl {
     for (from.empty() ? it->SeekToFirst() : it->Seek(from); it->Valid(); it->Next()) {
       task t;
       if (!decode_at(*it, t))
-        return status::corruption(context("cannot decode " + describe_task_key("live", it->key())));
+        return status::corruption(
+            context("cannot decode " + describe_task_key("live", it->key())));
       keep_recovered(std::move(t), resident, out);
     }
     if (!it->status().ok()) return from_rocksdb(it->status(), context("cannot read live tasks"));
@@ -564,15 +565,11 @@ struct task_store::impl {
     if (!lower_read.is_ok()) return lower_read;
     if (!upper_read.is_ok()) return upper_read;
     // The upper half kept up to `resident` whole by itself; what the bound leaves no room for
-    // now becomes a summary, merged by id with the upper half's own summaries.
-    const std::size_t summarized = out.queued.size();
+    // now becomes a summary. Those pending tasks all come before the upper half's own summaries
+    // (it summarized only once its bound was reached), so appending keeps id order.
     for (auto& t : upper.live) keep_recovered(std::move(t), resident, out);
     out.queued.insert(out.queued.end(), std::make_move_iterator(upper.queued.begin()),
                       std::make_move_iterator(upper.queued.end()));
-    std::inplace_merge(out.queued.begin() + static_cast<std::ptrdiff_t>(summarized),
-                       out.queued.end() - static_cast<std::ptrdiff_t>(upper.queued.size()),
-                       out.queued.end(),
-                       [](const queued_summary& a, const queued_summary& b) { return a.id < b.id; });
     return status::ok();
   }
 
