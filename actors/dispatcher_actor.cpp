@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/project_actor.hpp"
+#include "actors/store_reader_actor.hpp"
 #include "dispatcher/outbox.hpp"
 #include "dispatcher/policy/scheduler.hpp"
 #include "dispatcher/policy/task_timers.hpp"
@@ -117,6 +118,7 @@ struct dispatcher_state {
   dispatcher_settings settings;
   shared_store store;
   caf::actor persistence;
+  caf::actor reader;  // task queries (list_tasks), off the writer's thread
   caf::actor notifier;
   std::shared_ptr<outbox> out;
   std::shared_ptr<metrics::dispatcher_metrics> metrics;
@@ -814,7 +816,7 @@ struct dispatcher_state {
   // ---------------------------------------------------------------- admin messages
 
   void on(const peer_address& from, std::uint64_t id, protocol::list_tasks& q) {
-    self->request(persistence, caf::infinite, list_atom::value, std::move(q))
+    self->request(reader, caf::infinite, list_atom::value, std::move(q))
         .then([=](protocol::task_list& page) { reply(from, id, std::move(page)); },
               [=](caf::error& e) {
                 refuse(from, id, error_code::storage, self->system().render(e));
@@ -1246,6 +1248,7 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   st.settings = settings;
   st.store = std::move(store);
   st.persistence = std::move(persistence);
+  st.reader = spawn_store_reader(self, st.store);
   st.notifier = std::move(notifier);
   st.out = std::move(out);
   st.metrics = std::move(metrics);

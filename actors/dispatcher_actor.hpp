@@ -44,7 +44,8 @@ struct dispatcher_settings {
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
 };
 
-// `store` is used for point reads only (idempotency keys); every write goes through
+// `store` is read directly for point reads (idempotency keys, parked tasks) and by the task
+// query actor the dispatcher spawns (store_reader_actor.hpp); every write goes through
 // `persistence`.
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,

@@ -83,12 +83,6 @@ caf::behavior persistence(persistence_actor* self, shared_store store,
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return t;
       },
-      [=](list_atom, const persistence::task_filter& filter) -> caf::result<protocol::task_list> {
-        protocol::task_list page;
-        const auto s = self->state.store->list(filter, page.tasks, page.next);
-        if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
-        return page;
-      },
       [=](purge_atom, millis finished_before, millis keys_before)
           -> caf::result<project_deltas, bool> {
         auto& store = *self->state.store;

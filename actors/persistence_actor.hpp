@@ -4,7 +4,6 @@
 //
 //   (write_atom, write_batch)  -> ok_atom, or an error naming the store failure
 //   (find_atom, task_id)       -> task, or an error (not found)
-//   (list_atom, task_filter)   -> task_list, newest first
 //   (purge_atom, finished_before, keys_before)
 //                              -> (project_deltas, more): one retention step; `more` when
 //                                 old items remain

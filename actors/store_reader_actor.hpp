@@ -1,0 +1,21 @@
+// Answers operators' task queries from the store, on its own thread. A query over finished
+// tasks may walk many index entries and sort the index memtable (persistence/task_store.cpp,
+// make_index_options): tens of ms under load. On the persistence actor's thread that would hold
+// up every write queued behind it, and with them the acks producers and workers wait for.
+// RocksDB reads need no coordination with the writer; a query sees every write acknowledged
+// before it was asked, which is all a client can have observed.
+//
+//   (list_atom, task_filter)   -> task_list, newest first (or an error naming the read failure)
+//
+// It quits with the actor that spawned it (linked).
+#pragma once
+
+#include <caf/fwd.hpp>
+
+#include "actors/atoms.hpp"
+
+namespace dispatch::actors {
+
+caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store);
+
+}  // namespace dispatch::actors
