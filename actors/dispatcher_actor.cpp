@@ -164,6 +164,8 @@ struct dispatcher_state {
   std::vector<std::pair<peer_address, std::uint64_t>> acks;
   std::vector<write_continuation> continuations;
   std::vector<policy::assignment> assignments;
+  std::vector<task_id> read_back_ids;  // scratch of unpark_assigned()
+  std::vector<task> read_back;         // scratch of unpark_assigned()
   std::vector<policy::reserve_event> reserve_events;
 
   // ---------------------------------------------------------------- helpers
@@ -297,6 +299,23 @@ struct dispatcher_state {
     }
     parked.erase(tid);
     return live.emplace(tid, std::move(t)).first;
+  }
+
+  // Reads back, in one batched store lookup, the parked tasks among this pass's assignments,
+  // which find_live() would otherwise read one at a time. With a backlog past the resident bound
+  // most assignments are parked tasks.
+  void unpark_assigned() {
+    read_back_ids.clear();
+    for (const auto& a : assignments)
+      if (parked.count(a.task)) read_back_ids.push_back(a.task);
+    if (read_back_ids.size() < 2) return;
+    // On failure find_live() tries each task alone, and logs the one that cannot be read.
+    if (!store->get_unfinished(read_back_ids, read_back).is_ok()) return;
+    for (auto& t : read_back) {
+      parked.erase(t.id);
+      const auto tid = t.id;
+      live.emplace(tid, std::move(t));
+    }
   }
 
   // Keeps a pending task whose record is stored: whole while there is room, else parked.
@@ -1060,6 +1079,7 @@ struct dispatcher_state {
     assignments.clear();
     policy->dispatch(steady_now(), assignments);
     if (assignments.empty()) return;
+    unpark_assigned();
     const auto now = wall_now();
     std::vector<worker_record*> served;
     for (const auto& a : assignments) {

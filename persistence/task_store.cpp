@@ -858,6 +858,30 @@ status task_store::get(task_id id, task& out) {
   return status::not_found(d.context("no task " + std::to_string(id)));
 }
 
+status task_store::get_unfinished(const std::vector<task_id>& ids, std::vector<task>& out) {
+  const impl& d = *impl_;
+  out.clear();
+  std::vector<std::string> keys;
+  keys.reserve(ids.size());
+  for (const auto id : ids) keys.push_back(task_key(id));
+  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+  std::vector<rocksdb::PinnableSlice> values(ids.size());
+  std::vector<rocksdb::Status> statuses(ids.size());
+  d.db->MultiGet(rocksdb::ReadOptions(), d.cf(cf_live), slices.size(), slices.data(),
+                 values.data(), statuses.data());
+  out.resize(ids.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (statuses[i].IsNotFound())
+      return status::not_found(d.context("no unfinished task " + std::to_string(ids[i])));
+    if (!statuses[i].ok())
+      return from_rocksdb(statuses[i], d.context("cannot read task " + std::to_string(ids[i])));
+    if (!protocol::decode_task(std::string_view(values[i].data(), values[i].size()), out[i]) ||
+        out[i].id != ids[i])
+      return status::corruption(d.context("cannot decode " + describe_task_key("live", keys[i])));
+  }
+  return status::ok();
+}
+
 namespace {
 
 // ---- list(): a stream of matching live tasks and one of matching finished tasks, both in the

@@ -433,6 +433,35 @@ TEST_CASE("get finds live and finished tasks, not_found otherwise", "[task_store
   REQUIRE(got.id == 11);  // untouched on failure
 }
 
+TEST_CASE("get_unfinished reads several unfinished tasks in the order asked", "[task_store]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  write_batch b;
+  std::vector<task> written;
+  for (task_id id = 1; id <= 5; ++id) {
+    written.push_back(make_task(id, "p", id == 3 ? task_status::running : task_status::pending));
+    b.put_task(written.back(), std::nullopt);
+  }
+  apply(*store, b);
+  task finished = written[3];  // id 4
+  finished.finished_at = 1'700'000'001'000;
+  transition(*store, finished, task_status::completed);
+
+  std::vector<task> got;
+  REQUIRE(store->get_unfinished({5, 1, 3}, got).is_ok());
+  REQUIRE(got.size() == 3);
+  require_same(got[0], written[4]);
+  require_same(got[1], written[0]);
+  require_same(got[2], written[2]);
+
+  // A finished task is not unfinished, a missing one neither: both name the id.
+  for (task_id absent : {task_id{4}, task_id{9}}) {
+    const status s = store->get_unfinished({1, absent, 2}, got);
+    REQUIRE(s.is_not_found());
+    REQUIRE_THAT(s.message(), Contains(std::to_string(absent)));
+  }
+}
+
 TEST_CASE("list returns newest first with project and status filters and a limit",
           "[task_store]") {
   temp_dir tmp;
