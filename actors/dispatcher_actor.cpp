@@ -7,6 +7,7 @@
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include <spdlog/spdlog.h>
 
@@ -160,9 +161,13 @@ struct dispatcher_state {
     std::function<void()> stored;
     std::function<void(const std::string&)> failed;
   };
+  struct waiting_for_store {
+    std::vector<std::pair<peer_address, std::uint64_t>> acks;
+    std::vector<write_continuation> continuations;
+    bool empty() const { return acks.empty() && continuations.empty(); }
+  };
   persistence::write_batch writes;
-  std::vector<std::pair<peer_address, std::uint64_t>> acks;
-  std::vector<write_continuation> continuations;
+  waiting_for_store waiting;
   std::vector<policy::assignment> assignments;
   std::vector<task_id> read_back_ids;  // scratch of unpark_assigned()
   std::vector<task> read_back;         // scratch of unpark_assigned()
@@ -239,32 +244,31 @@ struct dispatcher_state {
   // Runs `on_stored` once this message's writes are stored, `on_failed` if they are not.
   void when_stored(std::function<void()> on_stored,
                    std::function<void(const std::string&)> on_failed) {
-    continuations.push_back({std::move(on_stored), std::move(on_failed)});
+    waiting.continuations.push_back({std::move(on_stored), std::move(on_failed)});
   }
 
   // Answers `ok` once this message's writes are stored, `storage` if they are not.
   void acknowledge_when_stored(peer_address to, std::uint64_t id) {
-    acks.emplace_back(std::move(to), id);
+    waiting.acks.emplace_back(std::move(to), id);
   }
 
   void flush_writes() {
-    if (writes.empty() && acks.empty() && continuations.empty()) return;
-    auto waiting_acks = std::move(acks);
-    auto then = std::move(continuations);
-    acks.clear();
-    continuations.clear();
+    if (writes.empty() && waiting.empty()) return;
+    // One copy for both handlers to share: each capturing its own would copy every waiting
+    // address and continuation once more per message.
+    auto then = std::make_shared<waiting_for_store>(std::exchange(waiting, {}));
     self->request(persistence, caf::infinite, write_atom::value, std::move(writes))
         .then(
-            [=](caf::ok_atom) mutable {
-              for (auto& [to, id] : waiting_acks) reply(to, id, protocol::ok{});
-              for (auto& c : then) c.stored();
+            [=](caf::ok_atom) {
+              for (const auto& [to, id] : then->acks) reply(to, id, protocol::ok{});
+              for (const auto& c : then->continuations) c.stored();
               flush();
             },
-            [=](caf::error& e) mutable {
+            [=](caf::error& e) {
               const auto why = self->system().render(e);
               store_failed(why);
-              for (auto& [to, id] : waiting_acks) refuse(to, id, error_code::storage, why);
-              for (auto& c : then) c.failed(why);
+              for (const auto& [to, id] : then->acks) refuse(to, id, error_code::storage, why);
+              for (const auto& c : then->continuations) c.failed(why);
               flush();
             });
     writes.clear();
@@ -318,10 +322,11 @@ struct dispatcher_state {
     }
   }
 
-  // Keeps a pending task whose record is stored: whole while there is room, else parked.
-  void keep_pending(task&& t) {
+  // Keeps an unfinished task whose record is stored: whole, except a pending one once `live`
+  // holds settings.resident_tasks, which is parked.
+  void keep(task&& t) {
     const auto tid = t.id;
-    if (live.size() < settings.resident_tasks)
+    if (t.status != task_status::pending || live.size() < settings.resident_tasks)
       live.emplace(tid, std::move(t));
     else
       parked.insert(tid);
@@ -770,12 +775,7 @@ struct dispatcher_state {
               enqueue(t);
             }
             if (t.deadline) timers.set(timer::deadline, t.id, t.deadline);
-            if (t.status == task_status::pending) {
-              keep_pending(std::move(t));
-            } else {
-              const auto tid = t.id;
-              live.emplace(tid, std::move(t));
-            }
+            keep(std::move(t));
           }
           reply(from, id, protocol::submitted{*ids});
           schedule_dispatch();
@@ -1226,12 +1226,7 @@ struct dispatcher_state {
         ++pending;
       }
       if (t.deadline && !t.overdue) timers.set(timer::deadline, t.id, t.deadline);
-      if (t.status == task_status::pending) {
-        keep_pending(std::move(t));
-      } else {
-        const auto tid = t.id;
-        live.emplace(tid, std::move(t));
-      }
+      keep(std::move(t));
     }
     r.live = {};
     parked.reserve(r.queued.size());
