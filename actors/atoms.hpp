@@ -33,7 +33,6 @@ using moved_atom = caf::atom_constant<caf::atom("moved")>;          // -> projec
 using info_atom = caf::atom_constant<caf::atom("info")>;            // -> project: describe
 using events_atom = caf::atom_constant<caf::atom("events")>;        // -> notifier
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;    // drain, then quit
-using timers_atom = caf::atom_constant<caf::atom("timers")>;        // leases, run_at, deadlines
 using purge_atom = caf::atom_constant<caf::atom("purge")>;          // retention of old tasks
 
 using event_list = std::vector<event>;
