@@ -52,6 +52,14 @@ protocol::event_record rec(std::string kind, millis at, task_id task = 0,
   return e;
 }
 
+// Ten submits in one batch: tasks 1..9 of project "common", then task 10 of "rare".
+std::vector<protocol::event_record> common_then_rare() {
+  std::vector<protocol::event_record> batch;
+  for (int i = 0; i < 9; ++i) batch.push_back(rec("task.submitted", i, 1 + i, "common"));
+  batch.push_back(rec("task.submitted", 9, 10, "rare"));
+  return batch;
+}
+
 void append(event_log& log, std::vector<protocol::event_record> events) {
   const status s = log.append(events);
   INFO(s.to_string());
@@ -278,10 +286,7 @@ TEST_CASE("read filters by project and by kind prefix") {
 TEST_CASE("a read examines a bounded number of events and says where to continue") {
   temp_dir dir;
   auto log = open_log(dir.log());
-  std::vector<protocol::event_record> batch;
-  for (int i = 0; i < 9; ++i) batch.push_back(rec("task.submitted", i, 1 + i, "common"));
-  batch.push_back(rec("task.submitted", 9, 10, "rare"));
-  append(*log, batch);
+  append(*log, common_then_rare());
 
   auto q = after(0);
   q.project = "rare";
@@ -489,10 +494,7 @@ TEST_CASE("filters apply across batch boundaries") {
 TEST_CASE("max_examined counts events, inside a batch too, and not those before after") {
   temp_dir dir;
   auto log = open_log(dir.log());
-  std::vector<protocol::event_record> batch;
-  for (int i = 0; i < 9; ++i) batch.push_back(rec("task.submitted", i, 1 + i, "common"));
-  batch.push_back(rec("task.submitted", 9, 10, "rare"));
-  append(*log, batch);  // 1..10, one record
+  append(*log, common_then_rare());  // 1..10, one record
   append(*log, {rec("task.submitted", 10, 11, "rare"), rec("task.submitted", 10, 12, "common")});
 
   auto q = after(3);
