@@ -623,6 +623,12 @@ TEST_CASE("a key given twice is rejected") {
   raw_map m = valid_register();
   m.add("future_field", 1).add("future_field", 2);
   CHECK(std::get<register_worker>(decode_ok(m.bytes()).body).worker == "w1");
+  // Maps of more than 64 keys are checked by the scanning path: a repeat is still caught, and a
+  // large map without one still decodes.
+  raw_map large = valid_register();
+  for (int i = 0; i < 70; ++i) large.add("extra_" + std::to_string(i), i);
+  CHECK(std::get<register_worker>(decode_ok(large.bytes()).body).worker == "w1");
+  check_bad_field(large.add("worker", "w2").bytes(), "worker");
 }
 
 TEST_CASE("keys decode the same in any order") {
