@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -347,14 +348,36 @@ struct dispatcher_state {
 
   // Workers per (pool, state), every combination reported so that a state that empties drops
   // to zero instead of keeping its last value.
+  // What dispatchctl and the metrics show of a worker: its pool now and its state, an index
+  // into shown_states.
+  static constexpr const char* shown_states[] = {"active", "engaged", "standby", "draining",
+                                                 "stopping"};
+  std::pair<worker_pool, std::size_t> shown_state(const std::string& name,
+                                                  const worker_record& w) const {
+    std::pair<worker_pool, std::size_t> out{w.spec.pool, 0};
+    if (auto view = policy->worker(name)) {
+      out.first = view->pool;
+      out.second = view->state == policy::worker_state::active    ? 0
+                   : view->state == policy::worker_state::engaged ? 1
+                                                                  : 2;
+    }
+    if (w.order == "drain") out.second = 3;
+    if (w.order == "stop") out.second = 4;
+    return out;
+  }
+
+  // Called on every registration: counts in place, without describing each worker, or a fleet
+  // registering would cost time quadratic in its size.
   void report_workers() {
-    std::map<std::pair<std::string, std::string>, std::uint32_t> counts;
-    for (const char* pool : {"active", "reserve"})
-      for (const char* state : {"active", "engaged", "standby", "draining", "stopping"})
-        counts[{pool, state}] = 0;
-    for (const auto& info : describe_workers())
-      ++counts[{std::string(to_string(info.pool)), info.state}];
-    for (const auto& [key, n] : counts) metrics->workers(key.first, key.second, n);
+    std::uint32_t counts[2][std::size(shown_states)] = {};
+    for (const auto& [name, w] : workers) {
+      const auto [pool, state] = shown_state(name, w);
+      ++counts[pool == worker_pool::reserve][state];
+    }
+    for (auto pool : {worker_pool::active, worker_pool::reserve})
+      for (std::size_t state = 0; state < std::size(shown_states); ++state)
+        metrics->workers(std::string(to_string(pool)), shown_states[state],
+                         counts[pool == worker_pool::reserve][state]);
   }
 
   // Takes a running task off its worker: the slot, the lease, the worker's held set. With
@@ -930,15 +953,9 @@ struct dispatcher_state {
       info.tags = w.spec.tags;
       info.running = static_cast<std::uint32_t>(w.held.size());
       info.last_heartbeat = w.last_heartbeat;
-      info.state = "active";
-      if (auto view = policy->worker(name)) {
-        info.pool = view->pool;
-        info.state = view->state == policy::worker_state::active    ? "active"
-                     : view->state == policy::worker_state::engaged ? "engaged"
-                                                                    : "standby";
-      }
-      if (w.order == "drain") info.state = "draining";
-      if (w.order == "stop") info.state = "stopping";
+      const auto [pool, state] = shown_state(name, w);
+      info.pool = pool;
+      info.state = shown_states[state];
       result.push_back(std::move(info));
     }
     return result;

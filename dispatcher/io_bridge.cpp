@@ -1,6 +1,9 @@
 #include "dispatcher/io_bridge.hpp"
 
+#include <poll.h>
+
 #include <chrono>
+#include <iterator>
 #include <sstream>
 #include <vector>
 
@@ -71,19 +74,37 @@ std::string io_bridge::work_endpoint() const { return work_.get(zmq::sockopt::la
 std::string io_bridge::admin_endpoint() const { return admin_.get(zmq::sockopt::last_endpoint); }
 
 void io_bridge::run(const std::atomic<bool>& stop) {
-  zmq::pollitem_t items[] = {{work_.handle(), 0, ZMQ_POLLIN, 0},
-                             {admin_.handle(), 0, ZMQ_POLLIN, 0},
-                             {nullptr, outbox_->wake_fd(), ZMQ_POLLIN, 0}};
+  // A ZeroMQ socket's descriptor only says "something may have changed": once it fires, the
+  // socket is read until it has nothing left. zmq::poll would also ask each socket for its events
+  // before and after sleeping, a system call each time (five a wake-up here); polling the
+  // descriptors directly and reading until EAGAIN costs one per socket read.
+  // A send may consume the signal that messages arrived, so a socket replies went out on is read
+  // on the next turn whether its descriptor fired or not (`*_unread`), as is one read to its
+  // burst limit.
+  enum { work_fd, admin_fd, outbox_fd };
+  pollfd fds[] = {{work_.get(zmq::sockopt::fd), POLLIN, 0},
+                  {admin_.get(zmq::sockopt::fd), POLLIN, 0},
+                  {outbox_->wake_fd(), POLLIN, 0}};
   using clock = std::chrono::steady_clock;
+  using std::chrono::milliseconds;
+  bool work_unread = true;
+  bool admin_unread = true;
   while (!stop.load(std::memory_order_relaxed)) {
-    auto timeout = std::chrono::milliseconds(100);
+    auto timeout = milliseconds(100);
     if (!delivering_.empty())  // only held heartbeats: wake up when they are due
-      timeout = std::max(std::chrono::milliseconds(0),
-                         std::chrono::ceil<std::chrono::milliseconds>(hold_until_ - clock::now()));
-    zmq::poll(items, 3, timeout);
-    if (items[2].revents & ZMQ_POLLIN) drain_outbox();
-    if (items[0].revents & ZMQ_POLLIN) drain_router(work_, endpoint_kind::work);
-    if (items[1].revents & ZMQ_POLLIN) drain_router(admin_, endpoint_kind::admin);
+      timeout = std::max(milliseconds(0),
+                         std::chrono::ceil<milliseconds>(hold_until_ - clock::now()));
+    if (work_unread || admin_unread) timeout = milliseconds(0);
+    ::poll(fds, std::size(fds), static_cast<int>(timeout.count()));
+    if (fds[outbox_fd].revents & POLLIN) {
+      const auto sent = drain_outbox();
+      work_unread = work_unread || sent.work;
+      admin_unread = admin_unread || sent.admin;
+    }
+    if (work_unread || (fds[work_fd].revents & POLLIN))
+      work_unread = drain_router(work_, endpoint_kind::work);
+    if (admin_unread || (fds[admin_fd].revents & POLLIN))
+      admin_unread = drain_router(admin_, endpoint_kind::admin);
     if (!delivering_.empty() && (urgent_ || clock::now() >= hold_until_)) {
       deliver_(std::move(delivering_));
       delivering_.clear();  // a moved-from vector is valid but unspecified
@@ -96,14 +117,15 @@ void io_bridge::run(const std::atomic<bool>& stop) {
   admin_.close();
 }
 
-void io_bridge::drain_router(zmq::socket_t& router, endpoint_kind kind) {
+bool io_bridge::drain_router(zmq::socket_t& router, endpoint_kind kind) {
   for (int i = 0; i < burst; ++i) {
-    if (!(router.get(zmq::sockopt::events) & ZMQ_POLLIN)) return;
+    if (!read_frames(router)) return false;
     handle_frames(router, kind);
   }
+  return true;
 }
 
-void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
+bool io_bridge::read_frames(zmq::socket_t& router) {
   // A ROUTER message is [routing id][optional empty delimiter (REQ clients)][body]. Anything else
   // is read to its end (so the next message starts clean) and answered as malformed.
   auto& parts = parts_;
@@ -120,8 +142,11 @@ void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
     if (!router.recv(rest, zmq::recv_flags::dontwait)) break;
     if (!rest.more()) break;
   }
-  if (parts.empty()) return;
+  return !parts.empty();
+}
 
+void io_bridge::handle_frames(zmq::socket_t& router, endpoint_kind kind) {
+  auto& parts = parts_;
   // A REQ client's reply needs the delimiter back, refusals included, or REQ drops it and hangs.
   peer_address from{kind, parts[0].to_string(), parts.size() == 3 && parts[1].size() == 0};
   // Admission first: a flooding peer costs a table lookup per message, not a decode.
@@ -209,15 +234,19 @@ bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message
   return true;
 }
 
-void io_bridge::drain_outbox() {
+io_bridge::sent_to io_bridge::drain_outbox() {
   outbox_->take(taken_);
+  sent_to sent;
   for (const auto& r : taken_.entries) {
-    auto& router = r.endpoint == endpoint_kind::work ? work_ : admin_;
+    const bool work = r.endpoint == endpoint_kind::work;
+    (work ? sent.work : sent.admin) = true;
+    auto& router = work ? work_ : admin_;
     // Peers that vanished are simply not routable; ROUTER drops those replies by design.
     router.send(zmq::buffer(r.routing_id), zmq::send_flags::sndmore);
     if (r.delimiter) router.send(zmq::message_t(), zmq::send_flags::sndmore);
     router.send(zmq::const_buffer(taken_.bytes.data() + r.offset, r.size), zmq::send_flags::none);
   }
+  return sent;
 }
 
 void io_bridge::reply_error(zmq::socket_t& router, const peer_address& to,

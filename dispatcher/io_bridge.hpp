@@ -77,8 +77,15 @@ class io_bridge {
   std::string admin_endpoint() const;
 
  private:
-  void drain_router(zmq::socket_t& router, endpoint_kind kind);
-  void drain_outbox();
+  // Reads and handles what the socket holds, up to a burst. True when it may hold more.
+  bool drain_router(zmq::socket_t& router, endpoint_kind kind);
+  struct sent_to {
+    bool work = false;
+    bool admin = false;
+  };
+  sent_to drain_outbox();
+  // Reads the frames of one message into parts_. False when the socket had none.
+  bool read_frames(zmq::socket_t& router);
   void handle_frames(zmq::socket_t& router, endpoint_kind kind);
   // Checks the token and what it allows; sets `in.from.who`. False when refused (answered).
   bool authorize(zmq::socket_t& router, inbound& in, const zmq::message_t& body);
