@@ -412,7 +412,7 @@ rocksdb::ColumnFamilyOptions make_idempotency_options(
 // How much of the index the memtable holds before it is written out (see make_index_options).
 constexpr std::size_t index_write_buffer = 8u << 20;
 
-rocksdb::ColumnFamilyOptions make_index_options(const std::shared_ptr<rocksdb::TableFactory>& tf) {
+rocksdb::ColumnFamilyOptions make_index_options() {
   rocksdb::ColumnFamilyOptions o;
   // Every finished task adds eight entries, which are written on the completion path but read
   // only by operators' queries. A vector memtable appends them (no skip list search, no key
@@ -425,8 +425,9 @@ rocksdb::ColumnFamilyOptions make_index_options(const std::shared_ptr<rocksdb::T
   // allow_concurrent_memtable_write off (make_db_options); the store has one writer anyway.
   o.memtable_factory = std::make_shared<rocksdb::VectorRepFactory>();
   o.write_buffer_size = index_write_buffer;
-  // The bloom filter does nothing for seeks, but sharing the factory keeps one configuration.
-  o.table_factory = tf;
+  // The default table format, without the other families' bloom filter: queries only seek
+  // here, which a filter cannot help, and building one would hash every entry again at each
+  // flush and compaction.
   // Keys are long runs of shared prefixes and ids: they compress well, and the index is about
   // as large as the finished tasks it covers.
   o.compression = done_compression();
@@ -701,7 +702,7 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
     if (i == cf_live) o = make_live_options(tf);
     if (i == cf_done) o = make_done_options(tf);
     if (i == cf_idempotency) o = make_idempotency_options(tf);
-    if (i == cf_index_keys) o = make_index_options(tf);
+    if (i == cf_index_keys) o = make_index_options();
     descriptors.emplace_back(cf_names[i], o);
   }
 
