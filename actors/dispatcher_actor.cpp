@@ -346,8 +346,6 @@ struct dispatcher_state {
     metrics->running(w.spec.worker, w.spec.pool, static_cast<std::uint32_t>(w.held.size()));
   }
 
-  // Workers per (pool, state), every combination reported so that a state that empties drops
-  // to zero instead of keeping its last value.
   // What dispatchctl and the metrics show of a worker: its pool now and its state, an index
   // into shown_states.
   static constexpr const char* shown_states[] = {"active", "engaged", "standby", "draining",
@@ -366,8 +364,9 @@ struct dispatcher_state {
     return out;
   }
 
-  // Called on every registration: counts in place, without describing each worker, or a fleet
-  // registering would cost time quadratic in its size.
+  // Workers per (pool, state), every combination reported so that a state that empties drops
+  // to zero instead of keeping its last value. Runs on every registration, so it counts in
+  // place: describing each worker would make a fleet's registration quadratic in its size.
   void report_workers() {
     std::uint32_t counts[2][std::size(shown_states)] = {};
     for (const auto& [name, w] : workers) {
