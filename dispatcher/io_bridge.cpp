@@ -95,7 +95,10 @@ void io_bridge::run(const std::atomic<bool>& stop) {
       timeout = std::max(milliseconds(0),
                          std::chrono::ceil<milliseconds>(hold_until_ - clock::now()));
     if (work_unread || admin_unread) timeout = milliseconds(0);
-    ::poll(fds, std::size(fds), static_cast<int>(timeout.count()));
+    // A signal makes poll() fail with EINTR; POSIX leaves revents unspecified then, so they are
+    // cleared and the loop looks at `stop` again.
+    if (::poll(fds, std::size(fds), static_cast<int>(timeout.count())) < 0)
+      for (auto& f : fds) f.revents = 0;
     if (fds[outbox_fd].revents & POLLIN) {
       const auto sent = drain_outbox();
       work_unread = work_unread || sent.work;
