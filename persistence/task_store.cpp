@@ -4,7 +4,6 @@
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
-#include <rocksdb/slice_transform.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
@@ -440,11 +439,14 @@ rocksdb::ColumnFamilyOptions make_index_options() {
   return o;
 }
 
+// Decodes a task record, checking that it is the record of task `id`.
+bool decode_record(const rocksdb::Slice& value, task_id id, task& out) {
+  return protocol::decode_task(std::string_view(value.data(), value.size()), out) && out.id == id;
+}
+
 // Decodes the task record under `it`, checking that the key is an id and agrees with the record.
 bool decode_at(const rocksdb::Iterator& it, task& out) {
-  return it.key().size() == 8 &&
-         protocol::decode_task(std::string_view(it.value().data(), it.value().size()), out) &&
-         out.id == read_be64(it.key());
+  return it.key().size() == 8 && decode_record(it.value(), read_be64(it.key()), out);
 }
 
 // DB::Open hands out raw handles that must go back through DestroyColumnFamilyHandle().
@@ -520,6 +522,13 @@ struct task_store::impl {
   rocksdb::ColumnFamilyHandle* cf(cf_index i) const { return cfs[i].get(); }
 
   std::string context(const std::string& what) const { return what + " in store " + dir; }
+  // Decodes the record of task `id` read from column family `cf`: corruption unless it decodes
+  // as that task.
+  status check_record(const char* cf, const std::string& key, rocksdb::Slice value, task_id id,
+                      task& out) const {
+    if (decode_record(value, id, out)) return status::ok();
+    return status::corruption(context("cannot decode " + describe_task_key(cf, key)));
+  }
 
   // Recovers the live tasks with keys in [from, to) (empty: from the first, to the end), in id
   // order.
@@ -851,8 +860,7 @@ status task_store::get(task_id id, task& out) {
     if (s.IsNotFound()) continue;
     if (!s.ok()) return from_rocksdb(s, d.context("cannot read task " + std::to_string(id)));
     task t;
-    if (!protocol::decode_task(value, t) || t.id != id)
-      return status::corruption(d.context("cannot decode " + describe_task_key(cf_names[i], key)));
+    if (status ds = d.check_record(cf_names[i], key, value, id, t); !ds.is_ok()) return ds;
     out = std::move(t);
     return status::ok();
   }
@@ -876,9 +884,9 @@ status task_store::get_unfinished(const std::vector<task_id>& ids, std::vector<t
       return status::not_found(d.context("no unfinished task " + std::to_string(ids[i])));
     if (!statuses[i].ok())
       return from_rocksdb(statuses[i], d.context("cannot read task " + std::to_string(ids[i])));
-    if (!protocol::decode_task(std::string_view(values[i].data(), values[i].size()), out[i]) ||
-        out[i].id != ids[i])
-      return status::corruption(d.context("cannot decode " + describe_task_key("live", keys[i])));
+    if (status ds = d.check_record(cf_names[cf_live], keys[i], values[i], ids[i], out[i]);
+        !ds.is_ok())
+      return ds;
   }
   return status::ok();
 }
@@ -992,7 +1000,7 @@ bool fetch_done(query_context& ctx, task_id id, task& out) {
     return false;
   }
   ++ctx.stats->records;
-  if (!protocol::decode_task(std::string_view(value.data(), value.size()), out) || out.id != id) {
+  if (!decode_record(value, id, out)) {
     ctx.fail(status::corruption(ctx.context("cannot decode " + describe_task_key("done", key))));
     return false;
   }
@@ -1573,9 +1581,7 @@ status task_store::purge(millis finished_before, millis keys_before, std::size_t
 
   const auto visit_task = [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
     task t;
-    if (key.size() != 8 ||
-        !protocol::decode_task(std::string_view(value.data(), value.size()), t) ||
-        t.id != read_be64(key) || !valid_status(t.status)) {
+    if (key.size() != 8 || !decode_record(value, read_be64(key), t) || !valid_status(t.status)) {
       ++unreadable;  // left in place: it is data, and recover() or get() will report it
       return;
     }
