@@ -313,7 +313,7 @@ struct dispatcher_state {
     read_back_ids.clear();
     for (const auto& a : assignments)
       if (parked.count(a.task)) read_back_ids.push_back(a.task);
-    if (read_back_ids.size() < 2) return;
+    if (read_back_ids.empty()) return;
     // On failure find_live() tries each task alone, and logs the one that cannot be read.
     if (!store->get_unfinished(read_back_ids, read_back).is_ok()) return;
     for (auto& t : read_back) {
@@ -346,21 +346,23 @@ struct dispatcher_state {
     metrics->running(w.spec.worker, w.spec.pool, static_cast<std::uint32_t>(w.held.size()));
   }
 
-  // What dispatchctl and the metrics show of a worker: its pool now and its state, an index
-  // into shown_states.
+  // What dispatchctl and the metrics show of a worker: its pool now and its state (an index
+  // into shown_states).
+  enum shown : std::size_t { shown_active, shown_engaged, shown_standby, shown_draining,
+                             shown_stopping };
   static constexpr const char* shown_states[] = {"active", "engaged", "standby", "draining",
                                                  "stopping"};
-  std::pair<worker_pool, std::size_t> shown_state(const std::string& name,
-                                                  const worker_record& w) const {
-    std::pair<worker_pool, std::size_t> out{w.spec.pool, 0};
+  std::pair<worker_pool, shown> shown_state(const std::string& name,
+                                            const worker_record& w) const {
+    std::pair<worker_pool, shown> out{w.spec.pool, shown_active};
     if (auto view = policy->worker(name)) {
       out.first = view->pool;
-      out.second = view->state == policy::worker_state::active    ? 0
-                   : view->state == policy::worker_state::engaged ? 1
-                                                                  : 2;
+      out.second = view->state == policy::worker_state::active    ? shown_active
+                   : view->state == policy::worker_state::engaged ? shown_engaged
+                                                                  : shown_standby;
     }
-    if (w.order == "drain") out.second = 3;
-    if (w.order == "stop") out.second = 4;
+    if (w.order == "drain") out.second = shown_draining;
+    if (w.order == "stop") out.second = shown_stopping;
     return out;
   }
 
