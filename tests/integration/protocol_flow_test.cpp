@@ -5,6 +5,7 @@
 #include <thread>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/time_scale.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -228,27 +229,33 @@ TEST_CASE("tasks held by a worker that says goodbye go back to the queue") {
 }
 
 TEST_CASE("a worker that stops sending heartbeats is declared lost and its tasks are requeued") {
-  dispatcher_process d({{"--heartbeat", "100ms", "--liveness", "3", "--retry-base", "50ms"}});
+  // The window (heartbeat x liveness) leaves a loaded test machine room between a registration
+  // and the fetch that follows it, and between the live worker's beats.
+  const auto heartbeat = scaled(250ms);
+  dispatcher_process d(
+      {{"--heartbeat", scaled_arg(250ms), "--liveness", "3", "--retry-base", "50ms"}});
   wire_client producer(d.work_endpoint());
   wire_client silent(d.work_endpoint());
   const auto reg = expect<protocol::registered>(silent.call(worker_spec("silent")));
-  CHECK(reg.heartbeat_ms == 100);
+  CHECK(reg.heartbeat_ms == heartbeat.count());
   CHECK(reg.liveness == 3);
   const auto ids = submit(producer, {spec("p", 0)});
   REQUIRE(fetch(silent, 1).size() == 1);
   // The lost worker's attempt counts as failed; after its short backoff the task waits again.
-  CHECK(wait_until([&] { return status_of(producer, ids[0]).status == task_status::pending; }, 5s));
+  CHECK(wait_until([&] { return status_of(producer, ids[0]).status == task_status::pending; },
+                   scaled(5s)));
   const auto t = status_of(producer, ids[0]);
   CHECK(t.attempts == 1);
   CHECK(t.error == "worker silent was lost while running it");
   CHECK(find_worker(d.stats(), "silent") == nullptr);
 
-  // A worker that heartbeats stays.
+  // A worker that heartbeats stays, over twice the window.
   wire_client alive(d.work_endpoint());
   expect<protocol::registered>(alive.call(worker_spec("alive")));
-  for (int i = 0; i < 8; ++i) {
+  const auto until = std::chrono::steady_clock::now() + 6 * heartbeat;
+  while (std::chrono::steady_clock::now() < until) {
     expect<protocol::heartbeat_reply>(alive.call(protocol::heartbeat{}));
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(heartbeat / 2);
   }
   CHECK(find_worker(d.stats(), "alive") != nullptr);
 }
