@@ -122,18 +122,25 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   auto out = io.replies();
 
   caf::actor_system_config caf_cfg;
-  // One scheduler thread per core unless told otherwise. CAF's own default is at least 4: on a
-  // 2-core machine the extra threads only add wake-ups, each idle one waking every 10 ms to look
-  // for work to steal (1,000 idle workers: ~10% less daemon CPU with 2 threads than with 4).
-  caf_cfg.set("scheduler.max-threads",
-              cfg.threads > 0 ? cfg.threads
-                              : std::size_t{std::max(1u, std::thread::hardware_concurrency())});
+  // One scheduler thread by default. The dispatcher actor is the serial part of the daemon and
+  // runs on one thread at a time anyway; project and worker actors are light, and RocksDB, the
+  // notifier and queries have threads of their own (detached actors). More threads only add
+  // wake-ups: CAF's own default is at least 4, and each idle one wakes every 10 ms to look for
+  // work to steal.
+  const std::size_t threads =
+      cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  caf_cfg.set("scheduler.max-threads", threads);
   // An idle CAF worker first spins (aggressive), then by default polls every 50 us for 25 ms
   // (moderate) before it waits on its condition variable. Messages that trickle in (heartbeats
   // of many idle workers) keep every worker in that polling phase: a thousand idle workers cost a
   // fifth of a core in nanosleep wake-ups alone (bench/README.md). Going from spinning straight to
   // the condition variable costs a wake-up per message burst instead.
   caf_cfg.set("work-stealing.moderate-poll-attempts", std::size_t{0});
+  // That wait times out (10 ms by default) only so that the worker can steal jobs another
+  // worker queued to itself. A lone worker has nobody to steal from, and every job that arrives
+  // from outside notifies it: it can sleep until then.
+  if (threads == 1)
+    caf_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::seconds(60)});
   caf::actor_system system{caf_cfg};
   auto persistence = actors::spawn_persistence(system, store, metrics);
   actors::notifier_settings events;

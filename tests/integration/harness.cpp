@@ -123,9 +123,9 @@ dispatcher_process::dispatcher_process(dispatcher_options options)
 }
 
 void dispatcher_process::start() {
-  std::vector<std::string> argv = {dispatcherd_path(),  "--data-dir",     data_,
-                                   "--work-endpoint",   work_endpoint(),  "--admin-endpoint",
-                                   admin_endpoint(),    "--threads",      "2"};
+  std::vector<std::string> argv = {dispatcherd_path(), "--data-dir",      data_,
+                                   "--work-endpoint",  work_endpoint(), "--admin-endpoint",
+                                   admin_endpoint()};
   for (auto& a : test_token_args()) argv.push_back(std::move(a));
   argv.insert(argv.end(), options_.extra_args.begin(), options_.extra_args.end());
   // The events and metrics endpoints have fixed default ports; tests running in parallel would
