@@ -28,6 +28,7 @@ using write_atom = caf::atom_constant<caf::atom("write")>;          // -> persis
 using flush_atom = caf::atom_constant<caf::atom("flush")>;          // persistence, to itself
 using find_atom = caf::atom_constant<caf::atom("find")>;            // -> persistence: one task
 using list_atom = caf::atom_constant<caf::atom("list")>;            // -> store reader, notifier
+using read_atom = caf::atom_constant<caf::atom("read")>;            // -> store reader: tasks
 using settings_atom = caf::atom_constant<caf::atom("settings")>;    // -> project: change them
 using moved_atom = caf::atom_constant<caf::atom("moved")>;          // -> project: status change
 using info_atom = caf::atom_constant<caf::atom("info")>;            // -> project: describe
@@ -49,6 +50,7 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<dispatch::inbound>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::task)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::task_list)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<dispatch::task_id>)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::event_list)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::status_deltas)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(dispatch::actors::project_deltas)

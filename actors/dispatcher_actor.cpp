@@ -120,7 +120,7 @@ struct dispatcher_state {
   dispatcher_settings settings;
   shared_store store;
   caf::actor persistence;
-  caf::actor reader;  // task queries (list_tasks), off the writer's thread
+  caf::actor reader;  // task queries (list_tasks) and read-ahead, off the writer's thread
   caf::actor notifier;
   std::shared_ptr<outbox> out;
   std::shared_ptr<metrics::dispatcher_metrics> metrics;
@@ -172,6 +172,10 @@ struct dispatcher_state {
   std::vector<policy::assignment> assignments;
   std::vector<task_id> read_back_ids;  // scratch of unpark_assigned()
   std::vector<task> read_back;         // scratch of unpark_assigned()
+  // Read-ahead of parked tasks (read_ahead()): one request at a time, after at least half a
+  // batch was dispatched since the last one, or at once after a pass had to read back itself.
+  bool reading_ahead = false;
+  std::size_t dispatched_since_read_ahead = 0;
   std::vector<policy::reserve_event> reserve_events;
 
   // ---------------------------------------------------------------- helpers
@@ -314,6 +318,7 @@ struct dispatcher_state {
     for (const auto& a : assignments)
       if (parked.count(a.task)) read_back_ids.push_back(a.task);
     if (read_back_ids.empty()) return;
+    dispatched_since_read_ahead = read_ahead_batch;  // the read-ahead fell behind
     // On failure find_live() tries each task alone, and logs the one that cannot be read.
     if (!store->get_unfinished(read_back_ids, read_back).is_ok()) return;
     for (auto& t : read_back) {
@@ -321,6 +326,36 @@ struct dispatcher_state {
       const auto tid = t.id;
       live.emplace(tid, std::move(t));
     }
+  }
+
+  // Tasks read ahead at once: about what a fleet takes in a few dispatch passes.
+  static constexpr std::size_t read_ahead_batch = 256;
+
+  // With a backlog past the resident bound, the dispatch pass would read most tasks it hands out
+  // back from the store, on this actor's thread and between a worker's fetch and its answer.
+  // Instead the parked ones among the tasks the policy will hand out next are read ahead on the
+  // store reader's thread, and join `live` before their turn. A hint only: what is still parked
+  // at its turn is read back by the pass (unpark_assigned()).
+  void read_ahead() {
+    if (parked.empty() || reading_ahead || dispatched_since_read_ahead < read_ahead_batch / 2)
+      return;
+    dispatched_since_read_ahead = 0;
+    std::vector<task_id> ids;
+    policy->upcoming(read_ahead_batch, read_ahead_batch, ids);
+    ids.erase(std::remove_if(ids.begin(), ids.end(), [&](task_id id) { return !parked.count(id); }),
+              ids.end());
+    if (ids.empty()) return;
+    reading_ahead = true;
+    self->request(reader, caf::infinite, read_atom::value, std::move(ids))
+        .then(
+            [=](task_list& tasks) {
+              reading_ahead = false;
+              // A task unparked meanwhile (dispatched, cancelled) has a newer state in `live`.
+              for (auto& t : tasks)
+                if (parked.erase(t.id)) live.emplace(t.id, std::move(t));
+            },
+            // Nothing is lost: the dispatch pass reads back what it needs itself.
+            [=](caf::error&) { reading_ahead = false; });
   }
 
   // Keeps an unfinished task whose record is stored: whole, except a pending one once `live`
@@ -1133,6 +1168,8 @@ struct dispatcher_state {
       report_running(*w);
       answer_fetch(*w);
     }
+    dispatched_since_read_ahead += assignments.size();
+    read_ahead();
   }
 
   void run_tick() {

@@ -16,6 +16,12 @@ caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return page;
       },
+      [store](read_atom, const std::vector<task_id>& ids) -> caf::result<task_list> {
+        task_list tasks;
+        const auto s = store->get_unfinished(ids, tasks);
+        if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
+        return tasks;
+      },
   };
 }
 

@@ -6,6 +6,9 @@
 // before it was asked, which is all a client can have observed.
 //
 //   (list_atom, task_filter)   -> task_list, newest first (or an error naming the read failure)
+//   (read_atom, vector<id>)    -> task_list of those unfinished tasks, in that order (or an error
+//                                 if one is not unfinished or cannot be read): the dispatcher's
+//                                 read-ahead of parked tasks
 //
 // It quits with the actor that spawned it (linked).
 #pragma once

@@ -60,6 +60,31 @@ task_id lane_queue::pop() {
   return id;
 }
 
+void lane_queue::peek(std::size_t n, std::vector<task_id>& out) const {
+  for (auto bit = buckets_.begin(); n > 0 && bit != buckets_.end(); ++bit) {
+    const auto& [priority, b] = *bit;
+    const auto dead = [&, p = priority](task_id id) {
+      const auto t = tombstones_.find(id);
+      return t != tombstones_.end() && t->second == p;
+    };
+    // The two parts of a bucket merged by id, as pop() takes them.
+    auto in = b.in_order.begin();
+    auto out_of = b.out_of_order.begin();
+    while (n > 0 && (in != b.in_order.end() || out_of != b.out_of_order.end())) {
+      if (out_of == b.out_of_order.end() || (in != b.in_order.end() && *in < *out_of)) {
+        if (!tombstones_.empty() && dead(*in)) {
+          ++in;
+          continue;
+        }
+        out.push_back(*in++);
+      } else {
+        out.push_back(*out_of++);
+      }
+      --n;
+    }
+  }
+}
+
 void lane_queue::drop_dead_head() {
   if (tombstones_.empty()) return;
   if (live_ == 0) {

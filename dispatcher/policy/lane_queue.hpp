@@ -16,6 +16,7 @@
 #include <map>
 #include <set>
 #include <unordered_map>
+#include <vector>
 
 #include "protocol/task.hpp"
 
@@ -39,6 +40,9 @@ class lane_queue {
   bool erase(std::int32_t priority, task_id id);
   // Removes and returns the head. Precondition: !empty().
   task_id pop();
+  // Appends the ids of the first `n` live tasks (fewer if the lane has fewer), in the order
+  // pop() would return them. O(n + tombstones passed over); changes nothing.
+  void peek(std::size_t n, std::vector<task_id>& out) const;
 
  private:
   struct bucket {

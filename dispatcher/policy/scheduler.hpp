@@ -126,6 +126,10 @@ class scheduler {
   // Assigns queued tasks to open offers, most urgent first, until nothing more fits. Appends to
   // `out`; the tasks are then running on their workers.
   void dispatch(clock_ms now, std::vector<assignment>& out);
+  // Appends up to `limit` queued tasks that dispatch() is likely to hand out next: the heads of
+  // the most urgent dispatchable lanes, up to `per_lane` from each. A hint for reading tasks
+  // ahead (which workers offer, and project shares, decide the real order); changes nothing.
+  void upcoming(std::size_t per_lane, std::size_t limit, std::vector<task_id>& out) const;
   // Engages / releases reserve workers as the rules say; appends what changed to `out`.
   void tick(clock_ms now, std::vector<reserve_event>& out);
 

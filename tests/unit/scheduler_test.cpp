@@ -676,9 +676,33 @@ TEST_CASE("queue order and counts survive random enqueue, cancel and dispatch",
       gone.push_back(expected);
     }
     REQUIRE(s.queued() == model.size());
+    if (step % 97 == 0) {
+      // upcoming() on one lane is the queue's head, tombstones and out-of-order ids included.
+      std::vector<task_id> expected, seen;
+      for (auto it = model.begin(); it != model.end() && expected.size() < 25; ++it)
+        expected.push_back(it->second);
+      s.upcoming(25, 100, seen);
+      REQUIRE(seen == expected);
+    }
   }
   CHECK(drain_one_by_one(s, "w").size() == model.size());
   CHECK(s.queued() == 0);
+}
+
+TEST_CASE("upcoming lists the heads of the most urgent dispatchable lanes", "[scheduler][upcoming]") {
+  scheduler s;
+  for (task_id id = 1; id <= 5; ++id) s.enqueue(make_task(id, "low", 0));
+  for (task_id id = 6; id <= 8; ++id) s.enqueue(make_task(id, "high", 5));
+  s.enqueue(make_task(9, "high", 5, {"gpu"}));  // another lane of the same project
+  s.enqueue(make_task(10, "paused", 9));
+  s.configure_project("paused", project_settings{true, 0, 1});
+  std::vector<task_id> out{42};  // appended to
+  s.upcoming(2, 100, out);
+  CHECK(out == std::vector<task_id>{42, 6, 7, 9, 1, 2});
+  out.clear();
+  s.upcoming(2, 3, out);  // the limit cuts across lanes
+  CHECK(out == std::vector<task_id>{6, 7, 9});
+  CHECK(s.queued() == 10);  // nothing was taken
 }
 
 TEST_CASE("adopted tasks count toward load and in-flight", "[scheduler][adopt]") {
