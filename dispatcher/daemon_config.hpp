@@ -41,7 +41,7 @@ struct daemon_config {
   std::vector<std::string> token_hashes;  // more entries, in the tokens file's line format
   std::string curve_secret_key;  // server secret key file; set = CURVE on work and admin
   std::string curve_allow;       // client public keys allowed in (required with CURVE)
-  std::size_t threads = 1;  // actor scheduler threads; 0 = one per core
+  std::size_t threads = 1;       // actor scheduler threads; 0 = one per core
   std::string log_level = "info";
 };
 

@@ -738,8 +738,7 @@ void scheduler::tick(clock_ms now, std::vector<reserve_event>& out) {
 
 // ---- views ----
 
-void scheduler::upcoming(std::size_t per_lane, std::size_t limit,
-                         std::vector<task_id>& out) const {
+void scheduler::upcoming(std::size_t per_lane, std::size_t limit, std::vector<task_id>& out) const {
   const std::size_t end = out.size() + limit;
   for (auto it = impl_->index.begin(); it != impl_->index.end() && out.size() < end; ++it)
     impl_->lanes[it->lane].tasks.peek(std::min(per_lane, end - out.size()), out);

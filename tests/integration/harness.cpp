@@ -123,7 +123,7 @@ dispatcher_process::dispatcher_process(dispatcher_options options)
 }
 
 void dispatcher_process::start() {
-  std::vector<std::string> argv = {dispatcherd_path(), "--data-dir",      data_,
+  std::vector<std::string> argv = {dispatcherd_path(), "--data-dir",    data_,
                                    "--work-endpoint",  work_endpoint(), "--admin-endpoint",
                                    admin_endpoint()};
   for (auto& a : test_token_args()) argv.push_back(std::move(a));

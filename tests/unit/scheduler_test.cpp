@@ -689,7 +689,8 @@ TEST_CASE("queue order and counts survive random enqueue, cancel and dispatch",
   CHECK(s.queued() == 0);
 }
 
-TEST_CASE("upcoming lists the heads of the most urgent dispatchable lanes", "[scheduler][upcoming]") {
+TEST_CASE("upcoming lists the heads of the most urgent dispatchable lanes",
+          "[scheduler][upcoming]") {
   scheduler s;
   for (task_id id = 1; id <= 5; ++id) s.enqueue(make_task(id, "low", 0));
   for (task_id id = 6; id <= 8; ++id) s.enqueue(make_task(id, "high", 5));
