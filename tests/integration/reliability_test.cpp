@@ -226,7 +226,7 @@ TEST_CASE("kill -9 of dispatcherd three times mid-batch loses no acknowledged ta
 
 TEST_CASE("after kill -9 of dispatcherd a re-registering agent keeps its task, others wait the grace",
           "[reliability]") {
-  dispatcher_process d({{"--heartbeat", "200ms", "--recovery-grace", "2s"}});
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms), "--recovery-grace", "2s"}});
   auto agent = start_agent(d, "survivor", {"--capacity", "1"});
   REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
   wire_client producer(d.work_endpoint());

@@ -4,6 +4,7 @@
 #include <csignal>
 
 #include "tests/integration/harness.hpp"
+#include "tests/support/time_scale.hpp"
 
 using namespace dispatch;
 using namespace dispatch::testing;
@@ -83,7 +84,7 @@ TEST_CASE("after a restart a re-registering worker keeps the tasks it reports, o
 }
 
 TEST_CASE("a worker agent reconnects after the dispatcher restarts and goes on working") {
-  dispatcher_process d({{"--heartbeat", "200ms"}});
+  dispatcher_process d({{"--heartbeat", scaled_arg(200ms)}});
   auto agent = start_agent(d, "steady", {"--capacity", "2"});
   REQUIRE(wait_until([&] { return d.stats().workers.size() == 1; }, 10s));
   {
