@@ -89,6 +89,13 @@ void zap_handler::run() {
   } catch (const zmq::error_t&) {
     // ETERM: the context is being terminated under us; its owner is shutting down. Stop serving.
   }
+  // Unbound first: a closed socket's endpoint is freed later by libzmq's reaper thread, and a
+  // handler started again at once could find it still taken.
+  try {
+    socket_.unbind(zap_endpoint);
+  } catch (const zmq::error_t&) {
+    // ETERM: the context is going away, and the endpoint with it.
+  }
   // Closed here too, not only in stop(): a context being terminated waits for this socket.
   socket_.close();
   running_.store(false);
@@ -113,6 +120,14 @@ void zap_handler::serve_one() {
     d = decide(frames);
   }
 
+  // Counted before the reply goes: whoever sees the handshake's outcome (a message through, a
+  // failed handshake) then also sees it in the counts.
+  if (std::string_view(d.code) == "200") {
+    accepted_.fetch_add(1);
+  } else {
+    refuse(peer_address, d.reason);
+  }
+
   // The reply echoes the request id, so libzmq can match it to the handshake it holds.
   const std::string request_id =
       frames.size() > frame_request_id ? frames[frame_request_id].to_string() : std::string();
@@ -121,12 +136,6 @@ void zap_handler::serve_one() {
   for (std::size_t i = 0; i < reply.size(); ++i)
     socket_.send(zmq::buffer(reply[i]),
                  i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
-
-  if (std::string_view(d.code) == "200") {
-    accepted_.fetch_add(1);
-  } else {
-    refuse(peer_address, d.reason);
-  }
 }
 
 zap_handler::decision zap_handler::decide(const std::vector<zmq::message_t>& frames) const {
