@@ -306,8 +306,16 @@ struct dispatcher_state {
       spdlog::error("cannot read back queued task {}: {}", tid, s.to_string());
       return live.end();
     }
-    parked.erase(tid);
-    return live.emplace(tid, std::move(t)).first;
+    unpark(std::move(t));
+    return live.find(tid);
+  }
+
+  // A parked task read back from the store becomes live again. One that is no longer parked is
+  // left alone: it was unparked meanwhile (a read-ahead that answered late), and `live` holds
+  // its newer state.
+  void unpark(task&& t) {
+    const auto tid = t.id;
+    if (parked.erase(tid)) live.emplace(tid, std::move(t));
   }
 
   // Reads back, in one batched store lookup, the parked tasks among this pass's assignments,
@@ -321,11 +329,7 @@ struct dispatcher_state {
     dispatched_since_read_ahead = read_ahead_batch;  // the read-ahead fell behind
     // On failure find_live() tries each task alone, and logs the one that cannot be read.
     if (!store->get_unfinished(read_back_ids, read_back).is_ok()) return;
-    for (auto& t : read_back) {
-      parked.erase(t.id);
-      const auto tid = t.id;
-      live.emplace(tid, std::move(t));
-    }
+    for (auto& t : read_back) unpark(std::move(t));
   }
 
   // Tasks read ahead at once: about what a fleet takes in a few dispatch passes.
@@ -350,9 +354,7 @@ struct dispatcher_state {
         .then(
             [=](task_list& tasks) {
               reading_ahead = false;
-              // A task unparked meanwhile (dispatched, cancelled) has a newer state in `live`.
-              for (auto& t : tasks)
-                if (parked.erase(t.id)) live.emplace(t.id, std::move(t));
+              for (auto& t : tasks) unpark(std::move(t));
             },
             // Nothing is lost: the dispatch pass reads back what it needs itself.
             [=](caf::error&) { reading_ahead = false; });

@@ -61,28 +61,30 @@ task_id lane_queue::pop() {
 }
 
 void lane_queue::peek(std::size_t n, std::vector<task_id>& out) const {
-  for (auto bit = buckets_.begin(); n > 0 && bit != buckets_.end(); ++bit) {
-    const auto& [priority, b] = *bit;
-    const auto dead = [&, p = priority](task_id id) {
-      const auto t = tombstones_.find(id);
-      return t != tombstones_.end() && t->second == p;
-    };
+  for (const auto& [priority, b] : buckets_) {
     // The two parts of a bucket merged by id, as pop() takes them.
     auto in = b.in_order.begin();
     auto out_of = b.out_of_order.begin();
     while (n > 0 && (in != b.in_order.end() || out_of != b.out_of_order.end())) {
+      task_id id = 0;
       if (out_of == b.out_of_order.end() || (in != b.in_order.end() && *in < *out_of)) {
-        if (!tombstones_.empty() && dead(*in)) {
-          ++in;
-          continue;
-        }
-        out.push_back(*in++);
+        id = *in++;
+        if (tombstone_of(id, priority) != tombstones_.end()) continue;
       } else {
-        out.push_back(*out_of++);
+        id = *out_of++;
       }
+      out.push_back(id);
       --n;
     }
+    if (n == 0) return;
   }
+}
+
+lane_queue::tombstone_map::const_iterator lane_queue::tombstone_of(task_id id,
+                                                                    std::int32_t priority) const {
+  if (tombstones_.empty()) return tombstones_.end();
+  const auto t = tombstones_.find(id);
+  return t != tombstones_.end() && t->second == priority ? t : tombstones_.end();
 }
 
 void lane_queue::drop_dead_head() {
@@ -97,8 +99,8 @@ void lane_queue::drop_dead_head() {
     const auto bit = buckets_.begin();
     bucket& b = bit->second;
     if (!b.front_in_order()) return;
-    const auto t = tombstones_.find(b.in_order.front());
-    if (t == tombstones_.end() || t->second != bit->first) return;
+    const auto t = tombstone_of(b.in_order.front(), bit->first);
+    if (t == tombstones_.end()) return;
     tombstones_.erase(t);
     b.in_order.pop_front();
     if (b.empty()) buckets_.erase(bit);

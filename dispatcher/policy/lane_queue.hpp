@@ -55,14 +55,17 @@ class lane_queue {
     task_id front() const { return front_in_order() ? in_order.front() : *out_of_order.begin(); }
   };
   using bucket_map = std::map<std::int32_t, bucket, std::greater<>>;
+  using tombstone_map = std::unordered_map<task_id, std::int32_t>;  // cancelled id -> its bucket
 
   // Restores the invariant that the first bucket's front is live (or the queue is empty), so
   // that head() needs no lookups.
   void drop_dead_head();
+  // The tombstone of the copy of `id` in the deque of bucket `priority`; end() if it is live.
+  tombstone_map::const_iterator tombstone_of(task_id id, std::int32_t priority) const;
   void remove_stale_copy(task_id id, std::int32_t priority);
 
   bucket_map buckets_;  // never holds an empty bucket
-  std::unordered_map<task_id, std::int32_t> tombstones_;  // cancelled id -> its bucket
+  tombstone_map tombstones_;
   std::size_t live_ = 0;
 };
 
