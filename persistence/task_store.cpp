@@ -19,6 +19,7 @@
 #include <string_view>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 #include <utility>
 
 #include "protocol/codec.hpp"
@@ -251,12 +252,17 @@ constexpr char tag_created = 'C';
 // the two ~65 s buckets at its edges.
 constexpr std::array<unsigned, 2> time_shifts = {16, 24};
 
+// The prefixes append to `out`, so that staging a task's entries reuses one key buffer.
+void append_name_prefix(std::string& out, char tag, const std::string& name) {
+  out.push_back(tag);
+  append_be(out, name.size(), 4);
+  out.append(name);
+}
+
 std::string name_prefix(char tag, const std::string& name) {
   std::string p;
   p.reserve(1 + 4 + name.size() + 8);
-  p.push_back(tag);
-  append_be(p, name.size(), 4);
-  p.append(name);
+  append_name_prefix(p, tag, name);
   return p;
 }
 
@@ -268,31 +274,50 @@ std::string status_prefix(task_status st) {
 // unlikely, sorts before the epoch rather than after everything.
 std::uint64_t time_order(millis t) { return static_cast<std::uint64_t>(t) ^ (1ULL << 63); }
 
+void append_time_prefix(std::string& out, char tag, std::size_t level, std::uint64_t bucket) {
+  out.push_back(tag);
+  out.push_back(static_cast<char>(level));
+  append_be(out, bucket, 8);
+}
+
 std::string time_prefix(char tag, std::size_t level, std::uint64_t bucket) {
   std::string p;
   p.reserve(1 + 1 + 8 + 8);
-  p.push_back(tag);
-  p.push_back(static_cast<char>(level));
-  append_be(p, bucket, 8);
+  append_time_prefix(p, tag, level, bucket);
   return p;
 }
 
-// Calls visit(key, value) for every index entry of finished task `t`.
+// Calls visit(key, value) for every index entry of finished task `t`. The key is one buffer,
+// rebuilt for each entry: this runs for every task that finishes, on the writer's thread.
 template <class Visit>
 void for_each_index_entry(const task& t, Visit&& visit) {
-  const std::string id = task_key(t.id);
-  visit(name_prefix(tag_project, t.project) + id, std::string());
-  visit(name_prefix(tag_type, t.type) + id, std::string());
-  if (!t.worker.empty()) visit(name_prefix(tag_worker, t.worker) + id, std::string());
-  visit(status_prefix(t.status) + id, std::string());
+  std::string key;
+  key.reserve(1 + 4 + std::max({t.project.size(), t.type.size(), t.worker.size()}) + 8);
+  const auto visit_with_id = [&](const rocksdb::Slice& value) {
+    append_be(key, t.id, 8);
+    visit(key, value);
+    key.clear();
+  };
+  append_name_prefix(key, tag_project, t.project);
+  visit_with_id({});
+  append_name_prefix(key, tag_type, t.type);
+  visit_with_id({});
+  if (!t.worker.empty()) {
+    append_name_prefix(key, tag_worker, t.worker);
+    visit_with_id({});
+  }
+  key.push_back(tag_status);
+  key.push_back(static_cast<char>(t.status));
+  visit_with_id({});
   for (const auto& [tag, time] : {std::pair<char, millis>{tag_finished, t.finished_at},
                                   std::pair<char, millis>{tag_created, t.created_at}}) {
     if (time == 0) continue;
     const std::uint64_t at = time_order(time);
+    std::string exact;
+    append_be(exact, at, 8);
     for (std::size_t level = 0; level < time_shifts.size(); ++level) {
-      std::string value;
-      if (level == 0) append_be(value, at, 8);
-      visit(time_prefix(tag, level, at >> time_shifts[level]) + id, std::move(value));
+      append_time_prefix(key, tag, level, at >> time_shifts[level]);
+      visit_with_id(level == 0 ? rocksdb::Slice(exact) : rocksdb::Slice());
     }
   }
 }
@@ -301,7 +326,7 @@ void for_each_index_entry(const task& t, Visit&& visit) {
 rocksdb::Status stage_index(rocksdb::WriteBatch& wb, rocksdb::ColumnFamilyHandle* cf,
                             const task& t, bool add) {
   rocksdb::Status s;
-  for_each_index_entry(t, [&](const std::string& key, const std::string& value) {
+  for_each_index_entry(t, [&](const std::string& key, const rocksdb::Slice& value) {
     if (s.ok()) s = add ? wb.Put(cf, key, value) : wb.Delete(cf, key);
   });
   return s;
@@ -743,17 +768,69 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
   return status::ok();
 }
 
+namespace {
+
+// One task's change as apply() stages it: the last state of a chain of puts within the batch,
+// from the status the store held before the first of them.
+struct staged_change {
+  const task* t;
+  std::optional<task_status> previous;
+  bool remove;
+  millis previous_finished_at;
+};
+
+// Collapses each chain of puts of one task (pending, then running, then completed: a task
+// assigned and finished before its group commit) into one change from the first put's
+// `previous` to the last put's state. The batch is atomic, so the store never shows the states
+// in between, and writing them would cost a record (and its memtable entry) each. Only puts
+// from an unfinished state chain: leaving "done" deletes index entries computed from the
+// change's own task, which must be the task that entered it.
+// (A template only because write_batch's change type is private to it and task_store.)
+template <class Changes>
+std::vector<staged_change> collapse_chains(const Changes& changes) {
+  std::vector<staged_change> out;
+  out.reserve(changes.size());
+  std::unordered_map<task_id, std::size_t> latest;  // task -> its last change in `out`
+  latest.reserve(changes.size());
+  for (const auto& c : changes) {
+    const bool chains_on = !c.remove && c.previous && !is_final(*c.previous);
+    if (chains_on) {
+      const auto it = latest.find(c.t.id);
+      if (it != latest.end()) {
+        auto& earlier = out[it->second];
+        if (!earlier.remove && earlier.t->status == *c.previous &&
+            (!earlier.previous || !is_final(*earlier.previous))) {
+          earlier.t = &c.t;
+          continue;
+        }
+      }
+    }
+    latest[c.t.id] = out.size();
+    out.push_back({&c.t, c.previous, c.remove, c.previous_finished_at});
+  }
+  return out;
+}
+
+}  // namespace
+
 status task_store::apply(const write_batch& batch) {
   if (batch.empty()) return status::ok();
   impl& d = *impl_;
-  rocksdb::WriteBatch wb;
+  const auto changes = collapse_chains(batch.tasks_);
+  // Room for every record and index entry up front: a group commit of a few hundred tasks is
+  // megabytes, and growing the batch by doubling would copy it about as many times again.
+  std::size_t estimate = 0;
+  for (const auto& c : changes)
+    estimate += 128 + (c.remove ? 0 : c.t->payload.size() + c.t->result.size()) +
+                (is_final(c.t->status) ? 320 : 0);
+  rocksdb::WriteBatch wb(estimate);
   rocksdb::Status s;
   // New counts of every project the batch touches; published only after the write succeeded.
   std::map<std::string, status_counts> staged;
 
   std::string value;
-  for (const auto& change : batch.tasks_) {
-    const task& t = change.t;
+  for (const auto& change : changes) {
+    const task& t = *change.t;
     if (!valid_status(t.status) || (change.previous && !valid_status(*change.previous)))
       return status::invalid_argument("task " + std::to_string(t.id) + " has an unknown status");
     const std::string key = task_key(t.id);

@@ -9,6 +9,9 @@
 //    RocksDB may keep refusing writes after such an error until the store is reopened.
 //  * apply() does no reads: a batch is staged from what the caller states (`previous`, the
 //    status of a removed task), so group commit costs one RocksDB write however many tasks.
+//  * Successive puts of one task in a batch (assigned, then finished, within one group commit)
+//    are written as their last state only: the batch is atomic, so the states in between are
+//    never visible, and skipping them saves a record write per task under load.
 //  * Unfinished tasks (pending, running, scheduled) live apart from finished ones, so that
 //    open() and recovery read only the live set however many finished tasks the store holds.
 //  * The store keeps a count of tasks per project and status, updated in the same batch as the

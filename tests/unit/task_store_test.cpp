@@ -19,8 +19,10 @@
 #include <fstream>
 #include <initializer_list>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 #include <utility>
@@ -210,6 +212,45 @@ class raw_store_writer {
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
 };
+
+// Every key and value of every column family of a closed store, read with RocksDB itself:
+// column family name -> (key, value) pairs in key order.
+std::map<std::string, std::vector<std::pair<std::string, std::string>>> raw_contents(
+    const std::string& dir) {
+  std::vector<std::string> names;
+  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
+  std::vector<rocksdb::ColumnFamilyDescriptor> families;
+  for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
+  rocksdb::DB* raw_db = nullptr;
+  const auto s =
+      rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &raw_handles, &raw_db);
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  std::unique_ptr<rocksdb::DB> db(raw_db);
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles;
+  for (auto* h : raw_handles) handles.emplace_back(h);
+  std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    auto& entries = out[names[i]];
+    std::unique_ptr<rocksdb::Iterator> it(
+        db->NewIterator(rocksdb::ReadOptions(), handles[i].get()));
+    for (it->SeekToFirst(); it->Valid(); it->Next())
+      entries.emplace_back(it->key().ToString(), it->value().ToString());
+    REQUIRE(it->status().ok());
+  }
+  handles.clear();  // before the database
+  return out;
+}
+
+std::vector<std::string> raw_index_keys(const std::string& dir) {
+  const auto contents = raw_contents(dir);
+  const auto index = contents.find("index");
+  REQUIRE(index != contents.end());
+  std::vector<std::string> keys;
+  for (const auto& entry : index->second) keys.push_back(entry.first);
+  return keys;
+}
 
 std::string be64(std::uint64_t v) {
   std::string out(8, '\0');
@@ -664,6 +705,114 @@ TEST_CASE("one batch may change the same task several times", "[task_store]") {
   REQUIRE(got.status == task_status::completed);
 }
 
+// One change of a generated task history, as the dispatcher would stage it.
+struct history_step {
+  task t;
+  std::optional<task_status> previous;
+  millis previous_finished_at = 0;
+  bool remove = false;
+};
+
+void stage(write_batch& b, const history_step& step) {
+  if (step.remove)
+    b.remove_task(step.t);
+  else
+    b.put_task(step.t, step.previous, step.previous_finished_at);
+}
+
+// Random lives of `tasks` tasks, interleaved: submitted, assigned, finished, requeued, retried,
+// re-finished with another status, removed and submitted again, in every order the dispatcher
+// may produce.
+std::vector<history_step> random_histories(std::mt19937& rng, task_id tasks, std::size_t steps) {
+  std::vector<std::optional<task>> stored(tasks + 1);  // what the store holds after the steps
+  std::vector<history_step> out;
+  const auto pick = [&](std::size_t n) {
+    return std::uniform_int_distribution<std::size_t>(0, n - 1)(rng);
+  };
+  millis clock = 1'700'000'000'000;
+  for (std::size_t i = 0; i < steps; ++i) {
+    const task_id id = 1 + pick(tasks);
+    clock += 1 + static_cast<millis>(pick(70'000));  // crosses the index's time buckets
+    auto& current = stored[id];
+    history_step step;
+    if (!current) {
+      step.t = make_task(id, pick(2) ? "p" : "q");
+      step.t.created_at = clock;
+    } else {
+      step.t = *current;
+      step.previous = current->status;
+      const task_status from = current->status;
+      if (from == task_status::pending) {
+        step.t.status = task_status::running;
+        step.t.worker = "w" + std::to_string(pick(3));
+        ++step.t.attempts;
+      } else if (from == task_status::running) {
+        const std::array<task_status, 4> next = {task_status::pending, task_status::completed,
+                                                 task_status::failed, task_status::dead};
+        step.t.status = next[pick(next.size())];
+        if (step.t.status == task_status::pending) {
+          step.t.worker.clear();
+        } else {
+          step.t.finished_at = clock;
+          step.t.result = "result-" + std::to_string(i);
+        }
+      } else if (pick(3) == 0) {
+        step.remove = true;
+        step.previous.reset();
+      } else if (pick(2) == 0) {
+        step.t.status = task_status::cancelled;  // a finished record rewritten
+      } else {
+        step.t.status = task_status::pending;  // retried
+        step.t.worker.clear();
+        step.previous_finished_at = step.t.finished_at;
+        step.t.finished_at = 0;
+      }
+    }
+    if (step.remove)
+      current.reset();
+    else
+      current = step.t;
+    out.push_back(std::move(step));
+  }
+  return out;
+}
+
+TEST_CASE("changes grouped in one batch leave exactly what they leave one batch each",
+          "[task_store]") {
+  // The store folds a task's chain of puts within a batch into one (pending, running, completed
+  // in one group commit writes only the completed record); nothing of that may show.
+  std::mt19937 rng(20261121);
+  for (int round = 0; round < 10; ++round) {
+    const auto history = random_histories(rng, 12, 150);
+    temp_dir one_each, grouped, all_in_one;
+    {
+      auto a = open_store(one_each.store());
+      auto b = open_store(grouped.store());
+      auto c = open_store(all_in_one.store());
+      write_batch group, all;
+      for (const auto& step : history) {
+        write_batch single;
+        stage(single, step);
+        apply(*a, single);
+        stage(group, step);
+        if (std::uniform_int_distribution<int>(0, 9)(rng) == 0) {
+          apply(*b, group);
+          group.clear();
+        }
+        stage(all, step);
+      }
+      apply(*b, group);
+      apply(*c, all);
+      REQUIRE(a->counts() == b->counts());
+      REQUIRE(a->counts() == c->counts());
+    }
+    INFO("round " << round);
+    const auto expected = raw_contents(one_each.store());
+    REQUIRE(raw_contents(grouped.store()) == expected);
+    REQUIRE(raw_contents(all_in_one.store()) == expected);
+  }
+}
+
 TEST_CASE("scheduled tasks are live: recovered, counted and listed", "[task_store]") {
   temp_dir tmp;
   task later = make_task(1, "p", task_status::scheduled);
@@ -1103,31 +1252,6 @@ namespace {
 
 // Every key of the "index" column family, read with RocksDB directly (the store must be
 // closed).
-std::vector<std::string> raw_index_keys(const std::string& dir) {
-  std::vector<std::string> names;
-  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
-  rocksdb::DB* raw_db = nullptr;
-  const auto s =
-      rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &raw_handles, &raw_db);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-  std::unique_ptr<rocksdb::DB> db(raw_db);
-  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles;
-  for (auto* h : raw_handles) handles.emplace_back(h);
-  std::vector<std::string> keys;
-  const auto at = std::find(names.begin(), names.end(), "index");
-  REQUIRE(at != names.end());
-  std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(
-      rocksdb::ReadOptions(), handles[static_cast<std::size_t>(at - names.begin())].get()));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) keys.push_back(it->key().ToString());
-  REQUIRE(it->status().ok());
-  handles.clear();  // before the database
-  return keys;
-}
-
 // How many index keys name task `id` (they all end in its big-endian id).
 std::size_t entries_of(const std::vector<std::string>& keys, task_id id) {
   const std::string suffix = be64(id);
