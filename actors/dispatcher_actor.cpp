@@ -197,13 +197,16 @@ struct dispatcher_state {
   }
 
   // Moves a task to `to`, recording the change in `writes` and in the project's counts.
-  void move(task& t, task_status to) {
+  void move(task& t, task_status to) { writes.put_task(t, change_status(t, to)); }
+
+  // Sets the status and moves the project's counts; returns the status the task had.
+  task_status change_status(task& t, task_status to) {
     const auto from = t.status;
     t.status = to;
-    writes.put_task(t, from);
     auto& d = deltas[t.project];
     --d[static_cast<std::size_t>(from)];
     ++d[static_cast<std::size_t>(to)];
+    return from;
   }
 
   caf::actor& project(const std::string& name) {
@@ -478,15 +481,17 @@ struct dispatcher_state {
     }
     const auto final_status = retryable ? task_status::dead : task_status::failed;
     if (final_status == task_status::dead) metrics->dead(t.project);
-    auto done = finish(it, final_status, tell_worker);  // finish releases it
-    emit(final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed, done,
-         done.error);
+    finish(it, final_status,
+           final_status == task_status::dead ? event_kind::task_dead : event_kind::task_failed,
+           it->second.error, tell_worker);  // finish releases it
   }
 
-  // Ends a live task with a final status and removes it from the live table. A running task is
-  // taken off its worker; with `tell_worker` the worker is told to stop it (a cancellation).
-  task finish(std::unordered_map<task_id, task>::iterator it, task_status final_status,
-              bool tell_worker = false) {
+  // Ends a live task with a final status, tells the notifier (`kind`, `detail`) and removes the
+  // task from the live table into the store's writes (moved: its payload and result are not
+  // copied again). A running task is taken off its worker; with `tell_worker` the worker is
+  // told to stop it (a cancellation).
+  void finish(std::unordered_map<task_id, task>::iterator it, task_status final_status,
+              event_kind kind, std::string detail = {}, bool tell_worker = false) {
     auto& t = it->second;
     if (t.status == task_status::running) release(t, tell_worker);
     if (t.status == task_status::pending) {
@@ -495,11 +500,11 @@ struct dispatcher_state {
     }
     timers.clear_all(t.id);
     t.finished_at = wall_now();
-    move(t, final_status);
-    task done = std::move(t);
+    const auto from = change_status(t, final_status);
+    emit(kind, t, std::move(detail));
+    writes.put_task(std::move(t), from);
     live.erase(it);
     schedule_dispatch();  // a slot or a project cap may have opened
-    return done;
   }
 
   void answer_fetch(worker_record& w) {
@@ -681,8 +686,7 @@ struct dispatcher_state {
     ++w->completed;
     metrics->completed(it->second.project);
     recent.completed(wall_now());
-    auto done = finish(it, task_status::completed);
-    emit(event_kind::task_completed, done);
+    finish(it, task_status::completed, event_kind::task_completed);
     acknowledge_when_stored(from, id);
   }
 
@@ -887,9 +891,8 @@ struct dispatcher_state {
       return;
     }
     if (!from.may_see(it->second.project)) return refuse_unseen(from, id, c.task);
-    auto done = finish(it, task_status::cancelled, true);
-    metrics->cancelled(done.project);
-    emit(event_kind::task_cancelled, done);
+    metrics->cancelled(it->second.project);
+    finish(it, task_status::cancelled, event_kind::task_cancelled, {}, true);
     acknowledge_when_stored(from, id);
   }
 

@@ -34,6 +34,11 @@ void write_batch::put_task(const task& t, std::optional<task_status> previous,
   tasks_.push_back(task_change{t, previous, false, previous_finished_at});
 }
 
+void write_batch::put_task(task&& t, std::optional<task_status> previous,
+                           millis previous_finished_at) {
+  tasks_.push_back(task_change{std::move(t), previous, false, previous_finished_at});
+}
+
 void write_batch::put_project(const std::string& name, const project_settings& settings) {
   projects_.emplace_back(name, settings);
 }
