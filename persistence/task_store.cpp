@@ -798,7 +798,9 @@ std::vector<staged_change> collapse_chains(const Changes& changes) {
   std::unordered_map<task_id, std::size_t> latest;  // task -> its last change in `out`
   latest.reserve(changes.size());
   for (const auto& c : changes) {
-    const bool chains_on = !c.remove && c.previous && !is_final(*c.previous);
+    // An unknown status is never folded away: apply() must see it to reject the batch.
+    const bool chains_on =
+        !c.remove && c.previous && valid_status(*c.previous) && !is_final(*c.previous);
     if (chains_on) {
       const auto it = latest.find(c.t.id);
       if (it != latest.end()) {

@@ -408,6 +408,15 @@ TEST_CASE("a rejected batch writes nothing and leaves counts alone", "[task_stor
   REQUIRE(r.last_id == 0);
   task got;
   REQUIRE(store->get(1, got).is_not_found());
+
+  // An unknown status in the middle of a task's chain of changes is not folded away unseen.
+  write_batch chain;
+  chain.put_task(bad, std::nullopt);
+  task then = bad;
+  then.status = task_status::completed;
+  chain.put_task(then, bad.status);
+  REQUIRE(store->apply(chain).error_code() == status::code::invalid_argument);
+  REQUIRE(store->counts().empty());
 }
 
 TEST_CASE("last id survives reopen", "[task_store]") {
