@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 packages=(
   cmake g++ make ccache pkg-config
   libcaf-dev cppzmq-dev libzmq3-dev libsodium-dev librocksdb-dev libmsgpack-cxx-dev prometheus-cpp-dev
-  catch2 libspdlog-dev nlohmann-json3-dev libcli11-dev prometheus python3
+  catch2 libspdlog-dev nlohmann-json3-dev libcli11-dev libtcmalloc-minimal4 prometheus python3
   clang libclang-rt-14-dev
 )
 missing=()

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null  # installs what is missing (and builds the normal tree)
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
   -DCMAKE_CXX_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
-  -DDISPATCH_WARNING_OVERRIDES=-Wno-maybe-uninitialized >/dev/null
+  -DDISPATCH_WARNING_OVERRIDES=-Wno-maybe-uninitialized -DDISPATCH_TCMALLOC=OFF >/dev/null
 # (GCC 12 reports a false -Wmaybe-uninitialized inside libstdc++'s <regex> at -O1 with ASan.)
 cmake --build build-asan -j2
 
