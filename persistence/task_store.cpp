@@ -29,12 +29,7 @@ namespace dispatch::persistence {
 // ---------------------------------------------------------------------------------------------
 // write_batch: only collects changes; all encoding happens in task_store::apply().
 
-void write_batch::put_task(const task& t, std::optional<task_status> previous,
-                           millis previous_finished_at) {
-  tasks_.push_back(task_change{t, previous, false, previous_finished_at});
-}
-
-void write_batch::put_task(task&& t, std::optional<task_status> previous,
+void write_batch::put_task(task t, std::optional<task_status> previous,
                            millis previous_finished_at) {
   tasks_.push_back(task_change{std::move(t), previous, false, previous_finished_at});
 }

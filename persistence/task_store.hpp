@@ -67,9 +67,8 @@ class write_batch {
   // 0) the task's finish-time entries stay behind. They are harmless for correctness (list()
   // checks every candidate against its record, so a stale entry is read and skipped, never
   // returned) but cost space until the task is gone for good.
-  void put_task(const task& t, std::optional<task_status> previous,
-                millis previous_finished_at = 0);
-  void put_task(task&& t, std::optional<task_status> previous, millis previous_finished_at = 0);
+  // `t` is taken by value: a caller done with the task moves it in and saves the copy.
+  void put_task(task t, std::optional<task_status> previous, millis previous_finished_at = 0);
   void put_project(const std::string& name, const project_settings& settings);
   // Deletes a task, from "done" if t.status is final, else from "live", and takes it off its
   // project's count for t.status. t.status must be the status the store holds (as `previous`

@@ -213,33 +213,54 @@ class raw_store_writer {
   std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
 };
 
-// Every key and value of every column family of a closed store, read with RocksDB itself:
-// column family name -> (key, value) pairs in key order.
+// A closed store opened read-only with RocksDB itself, every column family: what task_store
+// wrote, seen without task_store.
+class raw_store_reader {
+ public:
+  explicit raw_store_reader(const std::string& dir) {
+    REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names_).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> families;
+    for (const auto& n : names_) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    const auto s = rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &handles, &db);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+    db_.reset(db);
+    for (auto* h : handles) handles_.emplace_back(h);
+  }
+  ~raw_store_reader() { handles_.clear(); }  // column family handles go before their database
+  raw_store_reader(const raw_store_reader&) = delete;
+  raw_store_reader& operator=(const raw_store_reader&) = delete;
+
+  const std::vector<std::string>& names() const { return names_; }
+  rocksdb::DB& db() { return *db_; }
+  rocksdb::ColumnFamilyHandle* cf(const std::string& name) {
+    const auto at = std::find(names_.begin(), names_.end(), name);
+    REQUIRE(at != names_.end());
+    return handles_[static_cast<std::size_t>(at - names_.begin())].get();
+  }
+
+ private:
+  std::vector<std::string> names_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles_;
+};
+
+// Every key and value of every column family of a closed store: column family name -> (key,
+// value) pairs in key order.
 std::map<std::string, std::vector<std::pair<std::string, std::string>>> raw_contents(
     const std::string& dir) {
-  std::vector<std::string> names;
-  REQUIRE(rocksdb::DB::ListColumnFamilies(rocksdb::DBOptions(), dir, &names).ok());
-  std::vector<rocksdb::ColumnFamilyDescriptor> families;
-  for (const auto& n : names) families.emplace_back(n, rocksdb::ColumnFamilyOptions());
-  std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
-  rocksdb::DB* raw_db = nullptr;
-  const auto s =
-      rocksdb::DB::OpenForReadOnly(rocksdb::DBOptions(), dir, families, &raw_handles, &raw_db);
-  INFO(s.ToString());
-  REQUIRE(s.ok());
-  std::unique_ptr<rocksdb::DB> db(raw_db);
-  std::vector<std::unique_ptr<rocksdb::ColumnFamilyHandle>> handles;
-  for (auto* h : raw_handles) handles.emplace_back(h);
+  raw_store_reader raw(dir);
   std::map<std::string, std::vector<std::pair<std::string, std::string>>> out;
-  for (std::size_t i = 0; i < names.size(); ++i) {
-    auto& entries = out[names[i]];
+  for (const auto& name : raw.names()) {
+    auto& entries = out[name];
     std::unique_ptr<rocksdb::Iterator> it(
-        db->NewIterator(rocksdb::ReadOptions(), handles[i].get()));
+        raw.db().NewIterator(rocksdb::ReadOptions(), raw.cf(name)));
     for (it->SeekToFirst(); it->Valid(); it->Next())
       entries.emplace_back(it->key().ToString(), it->value().ToString());
     REQUIRE(it->status().ok());
   }
-  handles.clear();  // before the database
   return out;
 }
 
@@ -784,6 +805,57 @@ std::vector<history_step> random_histories(std::mt19937& rng, task_id tasks, std
     out.push_back(std::move(step));
   }
   return out;
+}
+
+// Entries (puts and deletions) in the SST files of column family `cf` of a closed store: what
+// reached disk, tombstones included, which an iterator would not show.
+std::uint64_t stored_entries(const std::string& dir, const std::string& cf) {
+  raw_store_reader raw(dir);
+  rocksdb::TablePropertiesCollection tables;
+  REQUIRE(raw.db().GetPropertiesOfAllTables(raw.cf(cf), &tables).ok());
+  std::uint64_t n = 0;
+  for (const auto& [file, props] : tables) n += props->num_entries;  // deletions included
+  return n;
+}
+
+TEST_CASE("a task submitted then assigned and finished in one batch never touches live",
+          "[task_store]") {
+  // The chain is written as its last state: straight into "done", with no put into "live" and
+  // so no tombstone there either.
+  temp_dir tmp;
+  {
+    auto store = open_store(tmp.store());
+    write_batch b;
+    task t = make_task(1, "p");
+    b.put_task(t, std::nullopt);
+    t.status = task_status::running;
+    t.worker = "w";
+    b.put_task(t, task_status::pending);
+    t.status = task_status::completed;
+    t.finished_at = t.created_at + 5;
+    b.put_task(t, task_status::running);
+    apply(*store, b);
+  }  // closing flushes the memtables
+  CHECK(stored_entries(tmp.store(), "live") == 0);
+  CHECK(stored_entries(tmp.store(), "done") == 1);
+
+  // Control: the same chain over two batches leaves the submit's put and its tombstone.
+  temp_dir split;
+  {
+    auto store = open_store(split.store());
+    task t = make_task(1, "p");
+    write_batch submit;
+    submit.put_task(t, std::nullopt);
+    apply(*store, submit);
+    write_batch rest;
+    t.status = task_status::running;
+    rest.put_task(t, task_status::pending);
+    t.status = task_status::completed;
+    t.finished_at = t.created_at + 5;
+    rest.put_task(t, task_status::running);
+    apply(*store, rest);
+  }
+  CHECK(stored_entries(split.store(), "live") == 1);  // the tombstone; the puts it hid are gone
 }
 
 TEST_CASE("changes grouped in one batch leave exactly what they leave one batch each",
