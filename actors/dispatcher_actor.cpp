@@ -139,6 +139,9 @@ struct dispatcher_state {
   // answer for them, and a retrying client may race its own first submit.
   std::unordered_map<std::string, task_id> keys_in_flight;
   task_id last_id = 0;
+  // The latest created_at given: a clock set back never gives a task an earlier one than its
+  // predecessor, which the store's created range search relies on.
+  millis last_created_at = 0;
   std::map<std::string, worker_record, std::less<>> workers;
   std::unordered_map<std::string, std::string> worker_by_peer;  // work-endpoint routing id -> id
   std::map<std::string, caf::actor, std::less<>> projects;
@@ -789,6 +792,7 @@ struct dispatcher_state {
     ids->reserve(s.tasks.size());
     auto keys = std::make_shared<std::vector<std::string>>();
     const auto now = wall_now();
+    last_created_at = std::max(last_created_at, now);
     for (auto& spec : s.tasks) {
       if (!spec.idempotency_key.empty()) {
         if (auto known = known_key(spec.project, spec.idempotency_key, now)) {
@@ -809,7 +813,7 @@ struct dispatcher_state {
       t.idempotency_key = std::move(spec.idempotency_key);
       t.title = std::move(spec.title);
       t.description = std::move(spec.description);
-      t.created_at = now;
+      t.created_at = last_created_at;
       t.run_at = spec.run_at ? spec.run_at : spec.delay_ms ? now + spec.delay_ms : 0;
       t.status = t.run_at > now ? task_status::scheduled : task_status::pending;
       if (!t.idempotency_key.empty()) {
@@ -1268,6 +1272,7 @@ struct dispatcher_state {
 
   void recover(persistence::recovered_state& r) {
     last_id = r.last_id;
+    last_created_at = r.last_created_at;
     recovered_counts = std::move(r.counts);
     for (const auto& [name, s] : r.projects) policy->configure_project(name, s);
     for (const auto& [name, s] : r.projects) project(name);

@@ -222,28 +222,29 @@ bool valid_project(const std::string& project) {
 //   'P' len name id   project        'T' len name id   type        'W' len name id   worker
 //   'S' status id     final status   (len: 4 bytes big-endian, so no name can end another's
 //                                     prefix, whatever bytes names hold; no worker: no 'W')
-//   'F' level bucket id -> finished_at     'C' level bucket id -> created_at
-// Times cannot be a prefix (a range holds many values), and walking a time-ordered key would
-// give the tasks in time order, not id order. So time is cut into buckets, each an id-ordered
-// run, at several sizes (time_shifts): a range is covered by few buckets, large ones inside it
-// and small ones at its edges, and a query merges them by id. Each task has one entry per
-// size; the smallest-size entry carries the exact time as its value, since only smallest-size
-// buckets are ever partly outside a range. A time of 0 ("never") is not indexed.
-// Values are empty otherwise. Stored format: change it only with a new index_version (open()
-// rebuilds the index when the stored version differs).
+//   'F' level bucket id -> finished_at
+// A finish time cannot be a prefix (a range holds many values), and walking a time-ordered key
+// would give the tasks in time order, not id order. So time is cut into buckets, each an
+// id-ordered run, at several sizes (time_shifts): a range is covered by few buckets, large ones
+// inside it and small ones at its edges, and a query merges them by id. Each task has one entry
+// per size; the smallest-size entry carries the exact time as its value, since only
+// smallest-size buckets are ever partly outside a range. A time of 0 ("never") is not indexed.
+// Values are empty otherwise. Creation time needs no entry: it does not decrease with the id
+// (the store's contract), so a created range is an id range, found by bisecting the records.
+// Stored format: change it only with a new index_version (open() rebuilds the index when the
+// stored version differs).
 constexpr std::string_view index_version_key = "index_version";
-// "2": two bucket sizes instead of three (see time_shifts).
-constexpr std::string_view index_version = "2";
+// "2": two bucket sizes instead of three (see time_shifts). "3": no creation time entries.
+constexpr std::string_view index_version = "3";
 
 constexpr char tag_project = 'P';
 constexpr char tag_type = 'T';
 constexpr char tag_worker = 'W';
 constexpr char tag_status = 'S';
 constexpr char tag_finished = 'F';
-constexpr char tag_created = 'C';
 
 // Bucket sizes, as powers of two of ms: ~65 s and ~4.7 h. A factor of 256 between sizes: two
-// entries per time per task (every entry costs each finishing task a memtable insert; a third
+// entries per task (every entry costs each finishing task a memtable insert; a third
 // size of ~50 days cost a tenth of the store's write time and served only ranges longer than
 // the default retention of a week), and a range is covered by at most ~255 small buckets on
 // each side plus one large bucket per 4.7 h inside it (a week: ~36; open ends stop at the
@@ -274,16 +275,16 @@ std::string status_prefix(task_status st) {
 // unlikely, sorts before the epoch rather than after everything.
 std::uint64_t time_order(millis t) { return static_cast<std::uint64_t>(t) ^ (1ULL << 63); }
 
-void append_time_prefix(std::string& out, char tag, std::size_t level, std::uint64_t bucket) {
-  out.push_back(tag);
+void append_time_prefix(std::string& out, std::size_t level, std::uint64_t bucket) {
+  out.push_back(tag_finished);
   out.push_back(static_cast<char>(level));
   append_be(out, bucket, 8);
 }
 
-std::string time_prefix(char tag, std::size_t level, std::uint64_t bucket) {
+std::string time_prefix(std::size_t level, std::uint64_t bucket) {
   std::string p;
   p.reserve(1 + 1 + 8 + 8);
-  append_time_prefix(p, tag, level, bucket);
+  append_time_prefix(p, level, bucket);
   return p;
 }
 
@@ -309,16 +310,13 @@ void for_each_index_entry(const task& t, Visit&& visit) {
   key.push_back(tag_status);
   key.push_back(static_cast<char>(t.status));
   visit_with_id({});
-  for (const auto& [tag, time] : {std::pair<char, millis>{tag_finished, t.finished_at},
-                                  std::pair<char, millis>{tag_created, t.created_at}}) {
-    if (time == 0) continue;
-    const std::uint64_t at = time_order(time);
-    std::string exact;
-    append_be(exact, at, 8);
-    for (std::size_t level = 0; level < time_shifts.size(); ++level) {
-      append_time_prefix(key, tag, level, at >> time_shifts[level]);
-      visit_with_id(level == 0 ? rocksdb::Slice(exact) : rocksdb::Slice());
-    }
+  if (t.finished_at == 0) return;
+  const std::uint64_t at = time_order(t.finished_at);
+  std::string exact;
+  append_be(exact, at, 8);
+  for (std::size_t level = 0; level < time_shifts.size(); ++level) {
+    append_time_prefix(key, level, at >> time_shifts[level]);
+    visit_with_id(level == 0 ? rocksdb::Slice(exact) : rocksdb::Slice());
   }
 }
 
@@ -902,6 +900,19 @@ status task_store::recover(recovered_state& out, std::size_t resident) {
   ro.fill_cache = false;
   if (status s = d.recover_live(resident, out); !s.is_ok()) return s;
 
+  // The highest id of each side has its latest created_at (the contract's order). An
+  // unreadable finished record is left to get() and list() to report, as everywhere else: here
+  // it costs only the order's guarantee against a clock set back.
+  for (cf_index i : {cf_live, cf_done}) {
+    iterator_ptr it(d.db->NewIterator(ro, d.cf(i)));
+    it->SeekToLast();
+    if (!it->status().ok())
+      return from_rocksdb(it->status(), d.context(std::string("cannot read ") + cf_names[i]));
+    task t;
+    if (it->Valid() && decode_at(*it, t))
+      out.last_created_at = std::max(out.last_created_at, t.created_at);
+  }
+
   {
     std::string value;
     const rocksdb::Status s = d.db->Get(
@@ -986,11 +997,15 @@ constexpr std::size_t max_round = 4096;
 // What every stream reads through, and where it reports.
 struct query_context {
   rocksdb::DB* db = nullptr;
+  rocksdb::ColumnFamilyHandle* live = nullptr;
   rocksdb::ColumnFamilyHandle* done = nullptr;
   rocksdb::ColumnFamilyHandle* index = nullptr;
   rocksdb::ReadOptions ro;  // carries the query's snapshot
   bool oldest = false;      // id order of the query: ascending (oldest first) or descending
-  task_id after = 0;        // the query's cursor
+  task_id after = 0;        // the query's cursor, moved to the window's start if before it
+  // The ids a match can have, inclusive: narrowed by a created range (see created_window).
+  task_id lowest = 0;
+  task_id highest = std::numeric_limits<task_id>::max();
   query_stats* stats = nullptr;
   std::string dir;
   status error;  // the first failure; every stream ends at it
@@ -1001,6 +1016,8 @@ struct query_context {
   }
   // `a` comes before `b` in the query's order.
   bool before(task_id a, task_id b) const { return oldest ? a < b : a > b; }
+  // `id` is past the window's end in the query's order: nothing from it on can match.
+  bool beyond(task_id id) const { return oldest ? id > highest : id < lowest; }
 };
 
 char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
@@ -1105,6 +1122,8 @@ class record_scan final : public task_stream {
 
   bool next(task& out) override {
     while (it_->Valid()) {
+      // (A key of another size is not a task: decode_at() reports it below.)
+      if (it_->key().size() == 8 && ctx_.beyond(read_be64(it_->key()))) return false;
       task t;
       ++ctx_.stats->records;
       if (!decode_at(*it_, t)) {
@@ -1143,6 +1162,7 @@ class index_run final : public task_stream {
     while (it_->Valid() && it_->key().starts_with(prefix_)) {
       ++ctx_.stats->index_entries;
       const auto id = entry_id(it_->key(), prefix_.size());
+      if (id && ctx_.beyond(*id)) return false;
       step(*it_, ctx_.oldest);
       task t;
       if (!id || !fetch_done(ctx_, *id, t)) {
@@ -1252,15 +1272,15 @@ std::vector<time_bucket> cover(std::uint64_t lo, std::uint64_t hi) {
 }
 
 // A time range of the filter ([from, to) ms, 0 = open) as inclusive time_order bounds, narrowed
-// to the buckets that hold any entry of `tag`; false when nothing can match.
-bool indexed_time_range(query_context& ctx, char tag, millis from, millis to, std::uint64_t& lo,
+// to the buckets that hold any entry; false when nothing can match.
+bool indexed_time_range(query_context& ctx, millis from, millis to, std::uint64_t& lo,
                         std::uint64_t& hi) {
   lo = from == 0 ? 0 : time_order(from);
   if (to != 0 && time_order(to) == 0) return false;
   hi = to == 0 ? std::numeric_limits<std::uint64_t>::max() : time_order(to) - 1;
   // Open ends would otherwise be covered up to the end of time: bound them by the smallest-size
   // buckets actually present (the first and last keys of that size).
-  const std::string sized = std::string{tag, '\0'};
+  const std::string sized = std::string{tag_finished, '\0'};
   iterator_ptr it(ctx.db->NewIterator(ctx.ro, ctx.index));
   it->Seek(sized);
   if (!it->Valid() || !it->key().starts_with(sized) || it->key().size() != sized.size() + 16) {
@@ -1286,16 +1306,21 @@ bool indexed_time_range(query_context& ctx, char tag, millis from, millis to, st
   return lo <= hi;
 }
 
-// The finished tasks with a time (finished_at or created_at) in a range: the buckets covering
+// The finished tasks with a finish time in a range: the buckets covering
 // it, merged by id. Each round seeks every bucket to the cursor and keeps the `want` ids nearest
 // to it (a bucket is read only until it passes the farthest kept), so memory stays O(want)
 // and a round reads little more than `want` entries plus one seek per bucket.
 class time_merge final : public task_stream {
  public:
-  time_merge(query_context& ctx, char tag, std::uint64_t lo, std::uint64_t hi,
-             const task_matcher& match, std::size_t want)
-      : ctx_(ctx), tag_(tag), lo_(lo), hi_(hi), buckets_(cover(lo, hi)), match_(match),
-        want_(want), cursor_(ctx.after) {}
+  time_merge(query_context& ctx, std::uint64_t lo, std::uint64_t hi, const task_matcher& match,
+             std::size_t want)
+      : ctx_(ctx),
+        lo_(lo),
+        hi_(hi),
+        buckets_(cover(lo, hi)),
+        match_(match),
+        want_(want),
+        cursor_(ctx.after) {}
 
   bool next(task& out) override {
     for (;;) {
@@ -1319,7 +1344,7 @@ class time_merge final : public task_stream {
   std::uint64_t approximate() {
     std::vector<std::pair<std::string, std::string>> bounds;
     bounds.reserve(buckets_.size());
-    for (const auto& b : buckets_) bounds.push_back(run_bounds(time_prefix(tag_, b.level, b.bucket)));
+    for (const auto& b : buckets_) bounds.push_back(run_bounds(time_prefix(b.level, b.bucket)));
     return approximate_entries(ctx_, bounds);
   }
 
@@ -1328,7 +1353,7 @@ class time_merge final : public task_stream {
     std::size_t n = 0;
     iterator_ptr it(ctx_.db->NewIterator(ctx_.ro, ctx_.index));
     for (const auto& b : buckets_) {
-      const std::string prefix = time_prefix(tag_, b.level, b.bucket);
+      const std::string prefix = time_prefix(b.level, b.bucket);
       for (it->Seek(prefix); n < cap && it->Valid() && it->key().starts_with(prefix); it->Next()) {
         ++ctx_.stats->index_entries;
         if (b.level != 0 || in_range(it->value())) ++n;
@@ -1358,14 +1383,15 @@ class time_merge final : public task_stream {
       // Ids grow with time, so the buckets at the end the query starts from go first: they fill
       // the set, and most others are left after a look at their first entry.
       const auto& b = buckets_[ctx_.oldest ? i : buckets_.size() - 1 - i];
-      const std::string prefix = time_prefix(tag_, b.level, b.bucket);
+      const std::string prefix = time_prefix(b.level, b.bucket);
       for (seek_run(*it, prefix, ctx_.oldest, cursor_);
            it->Valid() && it->key().starts_with(prefix); step(*it, ctx_.oldest)) {
         ++ctx_.stats->index_entries;
         const auto id = entry_id(it->key(), prefix.size());
         if (!id) continue;
-        // A run is in id order: once the set is full, the rest of this bucket is farther.
-        if (nearest.size() == want_ && !ctx_.before(*id, *farthest())) break;
+        // A run is in id order: once the set is full, or past the window, the rest of this
+        // bucket is farther.
+        if (ctx_.beyond(*id) || (nearest.size() == want_ && !ctx_.before(*id, *farthest()))) break;
         if (b.level == 0 && !in_range(it->value())) continue;
         nearest.insert(*id);
         if (nearest.size() > want_) nearest.erase(farthest());
@@ -1387,7 +1413,6 @@ class time_merge final : public task_stream {
   }
 
   query_context& ctx_;
-  char tag_;
   std::uint64_t lo_, hi_;
   std::vector<time_bucket> buckets_;
   const task_matcher& match_;
@@ -1397,6 +1422,93 @@ class time_merge final : public task_stream {
   std::size_t pos_ = 0;
   bool exhausted_ = false;
 };
+
+// ---- A created range as an id window ----
+//
+// created_at does not decrease with the id (the store's contract), so the tasks created in
+// [from, to) are those with ids in [first id created at or after `from`, first id created at
+// or after `to`), whether live or finished. Each bound is found by bisecting the id space,
+// reading at each step the first task at or after the probed id: about 2 log2(ids) seeks and
+// records for the whole query, instead of an index entry per task and bucket size written by
+// every finishing task.
+class created_bisection {
+ public:
+  explicit created_bisection(query_context& ctx)
+      : ctx_(ctx),
+        live_(ctx.db->NewIterator(ctx.ro, ctx.live)),
+        done_(ctx.db->NewIterator(ctx.ro, ctx.done)) {}
+
+  // One past the highest id of any task; 0 when there are none.
+  task_id end() {
+    task_id end = 0;
+    for (auto* it : {live_.get(), done_.get()}) {
+      it->SeekToLast();
+      if (it->Valid() && it->key().size() == 8) end = std::max(end, read_be64(it->key()) + 1);
+    }
+    return end;
+  }
+
+  // The lowest id in [0, end] whose tasks from it on were all created at or after `at`.
+  task_id first_created_from(millis at, task_id end) {
+    task_id lo = 0, hi = end;
+    while (lo < hi && ctx_.error.is_ok()) {
+      const task_id mid = lo + (hi - lo) / 2;
+      const auto created = created_at_from(mid);
+      if (!created || *created >= at)
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    return lo;
+  }
+
+ private:
+  // created_at of the first task with an id >= `id`; nullopt if there is none (or on a
+  // failure, recorded in the context).
+  std::optional<millis> created_at_from(task_id id) {
+    const std::string key = task_key(id);
+    rocksdb::Iterator* first = nullptr;
+    for (auto* it : {live_.get(), done_.get()}) {
+      it->Seek(key);
+      if (!it->status().ok()) {
+        ctx_.fail(from_rocksdb(it->status(), ctx_.context("cannot list tasks")));
+        return std::nullopt;
+      }
+      if (it->Valid() && (first == nullptr || it->key().compare(first->key()) < 0)) first = it;
+    }
+    if (first == nullptr) return std::nullopt;
+    ++ctx_.stats->bisection_records;
+    task t;
+    if (!decode_at(*first, t)) {
+      ctx_.fail(status::corruption(
+          ctx_.context("cannot decode " +
+                       describe_task_key(first == live_.get() ? "live" : "done", first->key()))));
+      return std::nullopt;
+    }
+    return t.created_at;
+  }
+
+  query_context& ctx_;
+  iterator_ptr live_, done_;
+};
+
+// Narrows the context's id window to the filter's created range; false when it holds no id.
+bool created_window(query_context& ctx, const task_filter& f) {
+  if (f.created_from == 0 && f.created_to == 0) return true;
+  created_bisection b(ctx);
+  const task_id end = b.end();
+  const task_id first = f.created_from == 0 ? 0 : b.first_created_from(f.created_from, end);
+  const task_id past = f.created_to == 0 ? end : b.first_created_from(f.created_to, end);
+  if (!ctx.error.is_ok() || first >= past) return false;
+  ctx.lowest = first;
+  ctx.highest = past - 1;
+  // The cursor starts the walk: move it to the window's edge when it lies outside.
+  if (ctx.oldest && first > 0)
+    ctx.after = std::max(ctx.after, first - 1);
+  else if (!ctx.oldest && (ctx.after == 0 || ctx.after > past))
+    ctx.after = past;
+  return true;
+}
 
 // Chooses how to find the finished tasks a filter can match and returns that stream.
 // Candidates are the indexes the filter can use; each is judged by the number of finished tasks
@@ -1467,28 +1579,22 @@ std::unique_ptr<task_stream> plan_done(query_context& ctx, const task_filter& f,
         run_estimate(prefix));
   }
 
-  const std::size_t want = std::clamp<std::size_t>(f.limit, min_round, max_round);
-  std::unique_ptr<time_merge> by_time[2];
-  const struct {
-    choice which;
-    char tag;
-    millis from, to;
-  } times[2] = {{choice::finished, tag_finished, f.finished_from, f.finished_to},
-                {choice::created, tag_created, f.created_from, f.created_to}};
-  for (std::size_t i = 0; i < 2; ++i) {
-    if (times[i].from == 0 && times[i].to == 0) continue;
+  std::unique_ptr<time_merge> by_finished_at;
+  if (by_finished) {
     std::uint64_t lo = 0, hi = 0;
-    if (!indexed_time_range(ctx, times[i].tag, times[i].from, times[i].to, lo, hi)) {
-      // No indexed time in range: nothing finished matches.
-      if (ctx.error.is_ok()) consider(times[i].which, 0);
-      continue;
+    if (indexed_time_range(ctx, f.finished_from, f.finished_to, lo, hi)) {
+      const std::size_t want = std::clamp<std::size_t>(f.limit, min_round, max_round);
+      by_finished_at = std::make_unique<time_merge>(ctx, lo, hi, match, want);
+      judge_by(
+          choice::finished, [&](std::size_t limit) { return by_finished_at->count(limit); },
+          [&] { return by_finished_at->approximate(); });
+    } else if (ctx.error.is_ok()) {
+      consider(choice::finished, 0);  // no indexed time in range: nothing finished matches
     }
-    by_time[i] = std::make_unique<time_merge>(ctx, times[i].tag, lo, hi, match, want);
-    judge_by(
-        times[i].which, [&](std::size_t limit) { return by_time[i]->count(limit); },
-        [&] { return by_time[i]->approximate(); });
   }
   if (!ctx.error.is_ok()) return nullptr;
+  // A created range is the id window already: at most that many finished records to read.
+  if (by_created) consider(choice::created, judge ? ctx.highest - ctx.lowest + 1 : 1);
 
   // "done" is walked when the filter names no index, or the best one covers most tasks anyway.
   if (best != choice::scan && best_estimate > 0 && best_estimate * 2 > done_total)
@@ -1509,12 +1615,11 @@ std::unique_ptr<task_stream> plan_done(query_context& ctx, const task_filter& f,
       return std::make_unique<index_run>(ctx, status_prefix(*f.status), match);
     case choice::finished:
       plan("finished");
-      if (!by_time[0]) return nullptr;  // nothing in range
-      return std::move(by_time[0]);
+      if (!by_finished_at) return nullptr;  // nothing in range
+      return by_finished_at;
     case choice::created:
       plan("created");
-      if (!by_time[1]) return nullptr;
-      return std::move(by_time[1]);
+      return std::make_unique<record_scan>(ctx, ctx.done, "done", match);
     case choice::scan:
       break;
   }
@@ -1546,6 +1651,7 @@ status task_store::list(const task_filter& filter, std::vector<task>& out, task_
   rocksdb::ManagedSnapshot snapshot(d.db.get());
   query_context ctx;
   ctx.db = d.db.get();
+  ctx.live = d.cf(cf_live);
   ctx.done = d.cf(cf_done);
   ctx.index = d.cf(cf_index_keys);
   ctx.ro.snapshot = snapshot.snapshot();
@@ -1554,6 +1660,7 @@ status task_store::list(const task_filter& filter, std::vector<task>& out, task_
   ctx.stats = &tally;
   ctx.dir = d.dir;
   const task_matcher match(filter);
+  if (!created_window(ctx, filter)) return ctx.error;
 
   // A finished range rules out live tasks (they have no finished_at); a status, one side.
   const bool finished_range = filter.finished_from != 0 || filter.finished_to != 0;
@@ -1561,7 +1668,7 @@ status task_store::list(const task_filter& filter, std::vector<task>& out, task_
   const bool want_done = !filter.status || is_final(*filter.status);
 
   std::unique_ptr<task_stream> live, done;
-  if (want_live) live = std::make_unique<record_scan>(ctx, d.cf(cf_live), "live", match);
+  if (want_live) live = std::make_unique<record_scan>(ctx, ctx.live, "live", match);
   if (want_done) done = plan_done(ctx, filter, match, counts());
   if (!ctx.error.is_ok()) return ctx.error;
 

@@ -17,11 +17,15 @@
 //  * The store keeps a count of tasks per project and status, updated in the same batch as the
 //    tasks (puts, removals and purges alike), so counts never drift from the stored tasks as long
 //    as callers state statuses truthfully, and need no scan at start.
-//  * Finished tasks are indexed (column family "index") by project, type, worker, status,
-//    finished_at and created_at, in the same atomic write that moves a task into or out of
-//    "done", so list() reads only the index entries and records a query needs. A store opened
-//    without the index (an older release, or a crash while building it) gets it built once
-//    from "done" at open().
+//  * Finished tasks are indexed (column family "index") by project, type, worker, status and
+//    finished_at, in the same atomic write that moves a task into or out of "done", so list()
+//    reads only the index entries and records a query needs. A store opened without the index
+//    (an older release, or a crash while building it) gets it built once from "done" at open().
+//  * Precondition: created_at does not decrease as ids grow (a task never has an earlier
+//    created_at than a task with a lower id). The dispatcher keeps it (recovered_state::
+//    last_created_at) so that list() can find a created range as an id range by bisection,
+//    with no index entries. Where it does not hold, a created range may miss tasks; it never
+//    returns one outside the range.
 //  * Idempotency entries (project, key) -> (task id, created_at) are stored apart from tasks and
 //    have their own retention: removing or purging a task leaves its entry, and an entry may
 //    outlive its task, so a caller that finds an id must be ready for get() to say not_found.
@@ -138,6 +142,9 @@ struct recovered_state {
   std::vector<task> live;  // running, scheduled and pending (see recover()), in id order
   std::vector<queued_summary> queued;  // the other pending tasks, in id order
   task_id last_id = 0;
+  // The latest created_at of any stored task (0 if none): new tasks are created at this time
+  // or later, whatever the clock says, to keep the created_at order of the contract.
+  millis last_created_at = 0;
   std::map<std::string, project_settings> projects;
   std::map<std::string, status_counts> counts;
 };
@@ -153,9 +160,12 @@ using task_filter = protocol::list_tasks;
 struct query_stats {
   std::size_t index_entries = 0;  // index keys read, choosing the index included
   std::size_t records = 0;        // task records read and checked against the filter
+  // Records read to turn a created range into an id range (see the contract): about
+  // 2 log2(ids), whatever the range holds.
+  std::size_t bisection_records = 0;
   // How finished tasks were looked for: "none" (the filter rules them out), "scan" (every
-  // finished record in id order), or the index used: "project", "type", "worker", "status",
-  // "finished", "created".
+  // finished record in id order), "created" (the finished records in the created range's ids),
+  // or the index used: "project", "type", "worker", "status", "finished".
   std::string done_plan;
 };
 

@@ -99,8 +99,8 @@ class rocksdb_writer final : public writer {
     protocol::encode_task(t, value_);
     check(wb.Put(cf(where), big_endian(t.id, 8), value_), "stage");
   }
-  // One entry per indexed name, the status, and two bucket sizes per time: the shape of the
-  // store's index (tag, length-prefixed value or bucket, id), written from its description.
+  // One entry per indexed name, the status, and two bucket sizes of the finish time: the shape
+  // of the store's index (tag, length-prefixed value or bucket, id), written from its description.
   void put_index(rocksdb::WriteBatch& wb, const task& t, const std::string& id) {
     const auto named = [&](char tag, const std::string& name) {
       check(wb.Put(cf(cf_index_keys), std::string(1, tag) + big_endian(name.size(), 4) + name + id,
@@ -112,14 +112,13 @@ class rocksdb_writer final : public writer {
     named('W', t.worker);
     check(wb.Put(cf(cf_index_keys), std::string{'S', static_cast<char>(t.status)} + id, ""),
           "stage");
-    for (const auto& [tag, at] : {std::pair<char, millis>{'F', t.finished_at}, {'C', t.created_at}})
-      for (unsigned level = 0; level < 2; ++level) {
-        const auto bucket = static_cast<std::uint64_t>(at) >> (16 + 8 * level);
-        check(wb.Put(cf(cf_index_keys),
-                     std::string{tag, static_cast<char>(level)} + big_endian(bucket, 8) + id,
-                     level == 0 ? big_endian(static_cast<std::uint64_t>(at), 8) : ""),
-              "stage");
-      }
+    const auto at = static_cast<std::uint64_t>(t.finished_at);
+    for (unsigned level = 0; level < 2; ++level)
+      check(wb.Put(cf(cf_index_keys),
+                   std::string{'F', static_cast<char>(level)} +
+                       big_endian(at >> (16 + 8 * level), 8) + id,
+                   level == 0 ? big_endian(at, 8) : ""),
+            "stage");
   }
   void put_counts(rocksdb::WriteBatch& wb) {
     check(wb.Put(cf(cf_meta), "counts/bench", std::string(8 * 7, '\1')), "stage");

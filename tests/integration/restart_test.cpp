@@ -1,8 +1,10 @@
 // Stopping and crashing dispatcherd loses no acknowledged task.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <csignal>
 
+#include "persistence/task_store.hpp"
 #include "tests/integration/harness.hpp"
 #include "tests/support/time_scale.hpp"
 
@@ -101,4 +103,36 @@ TEST_CASE("a worker agent reconnects after the dispatcher restarts and goes on w
   REQUIRE(wait_until([&] { return d.stats().tasks.at("completed") == 20; }, 20s));
   CHECK(find_worker(d.stats(), "steady")->completed == 10);
   CHECK(agent->running());
+}
+
+TEST_CASE("a task submitted after a restart is never created before the stored ones") {
+  // The store's created range search needs created_at in id order. A previous run whose clock
+  // was an hour ahead left a task created "in the future": the next one must not come before.
+  dispatcher_process d;
+  d.stop();
+  const auto ahead =
+      std::chrono::duration_cast<std::chrono::milliseconds>(
+          (std::chrono::system_clock::now() + std::chrono::hours(1)).time_since_epoch())
+          .count();
+  {
+    std::unique_ptr<persistence::task_store> store;
+    REQUIRE(persistence::task_store::open({d.data_dir()}, store).is_ok());
+    task t;
+    t.id = 1;
+    t.project = "p";
+    t.type = "echo";
+    t.status = task_status::pending;
+    t.created_at = ahead;
+    persistence::write_batch b;
+    b.put_task(t, std::nullopt);
+    b.set_last_id(1);
+    REQUIRE(store->apply(b).is_ok());
+  }
+  d.start();
+  wire_client producer(d.work_endpoint());
+  const auto ids = expect<protocol::submitted>(producer.call(echoes(2))).ids;
+  REQUIRE(ids == std::vector<task_id>{2, 3});
+  CHECK(status_of(producer, 1).created_at == ahead);
+  CHECK(status_of(producer, 2).created_at == ahead);
+  CHECK(status_of(producer, 3).created_at == ahead);
 }

@@ -457,6 +457,30 @@ TEST_CASE("last id survives reopen", "[task_store]") {
   REQUIRE(recover(*store).last_id == 0x0102030405060708ull);
 }
 
+TEST_CASE("recovery gives the latest creation time of the live and the finished tasks",
+          "[task_store]") {
+  temp_dir tmp;
+  auto store = open_store(tmp.store());
+  REQUIRE(recover(*store).last_created_at == 0);  // fresh store
+  write_batch b;
+  b.put_task(make_task(1, "p"), std::nullopt);
+  b.put_task(make_task(2, "p"), std::nullopt);
+  apply(*store, b);
+  REQUIRE(recover(*store).last_created_at == make_task(2, "p").created_at);
+  // The newest task finished: its time is found on the finished side.
+  b.clear();
+  task finished = make_task(2, "p", task_status::completed);
+  finished.finished_at = finished.created_at + 10;
+  b.put_task(finished, task_status::pending);
+  apply(*store, b);
+  REQUIRE(recover(*store).last_created_at == finished.created_at);
+  // Gone for good: the time of what remains.
+  b.clear();
+  b.remove_task(finished);
+  apply(*store, b);
+  REQUIRE(recover(*store).last_created_at == make_task(1, "p").created_at);
+}
+
 TEST_CASE("project settings round-trip", "[task_store]") {
   temp_dir tmp;
   {
@@ -1342,9 +1366,9 @@ std::size_t entries_of(const std::vector<std::string>& keys, task_id id) {
       }));
 }
 
-// A finished task with a worker, created and finished_at has: project, type, worker, status,
-// and one entry per bucket size (2) for each of the two times.
-constexpr std::size_t full_entries = 4 + 2 * 2;
+// A finished task with a worker and a finished_at has: project, type, worker, status, and one
+// finish time entry per bucket size (2). Creation time has none (a created range is an id range).
+constexpr std::size_t full_entries = 4 + 2;
 
 struct page_result {
   std::vector<task> tasks;
@@ -1416,8 +1440,9 @@ std::vector<task_id> reference_ids(const std::vector<task>& all, const task_filt
 constexpr millis query_base = 1'700'000'000'000;
 
 // Tasks whose attributes vary independently: 6 projects, 5 types, 7 statuses, workers (or
-// none), priorities -5..5, created over ~11.5 days out of id order, finished 0..36 h later,
-// some titles and descriptions.
+// none), priorities -5..5, created over ~11.5 days in id order (three tasks at each time, as
+// tasks of one submit), finished 0..36 h later (so out of id order), some titles and
+// descriptions.
 std::vector<task> varied_tasks(task_id count) {
   const char* const projects[] = {"alpha", "beta", "gamma", "delta", "eps", "zeta"};
   const char* const types[] = {"resize", "Encode", "mail", "crawl", "sum"};
@@ -1433,7 +1458,7 @@ std::vector<task> varied_tasks(task_id count) {
     t.priority = static_cast<std::int32_t>(id % 11) - 5;
     t.status = statuses[(id * 5) % 8];
     t.worker = workers[(id / 2) % 6];
-    t.created_at = query_base + static_cast<millis>((id * 7919) % 997) * 1'000'000;
+    t.created_at = query_base + static_cast<millis>(id / 3) * 2'000'000;
     t.finished_at =
         is_final(t.status) ? t.created_at + static_cast<millis>(id % 13) * 10'800'000 : 0;
     if (id % 5 == 0) t.title = "Nightly Report " + std::to_string(id);
@@ -1597,6 +1622,14 @@ TEST_CASE("every filter, alone and combined, returns exactly the matching tasks 
   add([&](task_filter& f) { f.created_from = c1; });
   add([&](task_filter& f) { f.created_to = c1; });
   add([&](task_filter& f) { f.created_from = c1, f.created_to = c1 + 20'000'000; });
+  // Bounds on the very times of tasks (ids 300-302 share one), and ranges beside all of them.
+  const millis at_300 = query_base + 100 * 2'000'000;
+  add([&](task_filter& f) { f.created_from = at_300, f.created_to = at_300 + 2'000'000; });
+  add([&](task_filter& f) { f.created_from = at_300, f.created_to = at_300 + 1; });
+  add([&](task_filter& f) { f.created_to = at_300; });
+  add([&](task_filter& f) { f.created_from = at_300 + 1; });
+  add([&](task_filter& f) { f.created_to = query_base; });
+  add([&](task_filter& f) { f.created_from = query_base + 1'000'000'000; });
   add([&](task_filter& f) { f.finished_from = c1, f.finished_to = c2; });
   add([&](task_filter& f) { f.finished_from = c2; });
   add([&](task_filter& f) { f.finished_to = c1; });
@@ -1675,12 +1708,14 @@ TEST_CASE("cursor paging gives every matching task exactly once, newest or oldes
 
   for (std::uint32_t page_size : {1u, 13u, 100u, 10000u}) {
     for (bool oldest : {false, true}) {
-      std::vector<task_filter> filters(4, any_filter(page_size));
+      std::vector<task_filter> filters(5, any_filter(page_size));
       filters[1].project = "beta";
       filters[2].finished_from = query_base + 200'000'000;
       filters[2].finished_to = query_base + 800'000'000;
       filters[3].status = task_status::completed;
       filters[3].text = "report";
+      filters[4].created_from = query_base + 200'000'000;  // ids 300-1049
+      filters[4].created_to = query_base + 700'000'000;
       for (auto& f : filters) {
         f.oldest_first = oldest;
         if (page_size == 1 && !f.project) continue;  // keeps the test quick
@@ -1696,6 +1731,22 @@ TEST_CASE("cursor paging gives every matching task exactly once, newest or oldes
   REQUIRE(ids(list(*store, f)) == std::vector<task_id>{699, 698, 697, 696, 695});
   f.oldest_first = true;
   REQUIRE(ids(list(*store, f)) == std::vector<task_id>{701, 702, 703, 704, 705});
+  // A cursor outside a created range starts at the range's edge; one inside, after itself.
+  f.created_from = query_base + 200'000'000;
+  f.created_to = query_base + 700'000'000;
+  for (const auto& [oldest, after, expected] :
+       {std::tuple{false, task_id{1400}, std::vector<task_id>{1049, 1048, 1047, 1046, 1045}},
+        std::tuple{false, task_id{0}, std::vector<task_id>{1049, 1048, 1047, 1046, 1045}},
+        std::tuple{false, task_id{302}, std::vector<task_id>{301, 300}},
+        std::tuple{false, task_id{300}, std::vector<task_id>{}},
+        std::tuple{true, task_id{5}, std::vector<task_id>{300, 301, 302, 303, 304}},
+        std::tuple{true, task_id{1047}, std::vector<task_id>{1048, 1049}},
+        std::tuple{true, task_id{1200}, std::vector<task_id>{}}}) {
+    f.oldest_first = oldest;
+    f.after = after;
+    INFO("oldest " << oldest << " after " << after);
+    REQUIRE(ids(list(*store, f)) == expected);
+  }
 }
 
 TEST_CASE("with 20,000 finished tasks a selective query reads its index entries, not the store",
@@ -1715,8 +1766,10 @@ TEST_CASE("with 20,000 finished tasks a selective query reads its index entries,
     t.created_at = query_base + static_cast<millis>(id) * 1000 - 500;
     all.push_back(std::move(t));
   }
-  for (task_id id = finished_count + 1; id <= finished_count + 5; ++id)
+  for (task_id id = finished_count + 1; id <= finished_count + 5; ++id) {
     all.push_back(make_task(id, "needle"));
+    all.back().created_at = query_base + static_cast<millis>(id) * 1000;
+  }
   store_all(*store, all);
 
   task_filter needle = any_filter(100);
@@ -1755,14 +1808,18 @@ TEST_CASE("with 20,000 finished tasks a selective query reads its index entries,
   // Entries of the smallest buckets at the edges are read, but far fewer than the tasks.
   REQUIRE(page.stats.index_entries < 1000);
 
-  // The same through the created index.
+  // Ten seconds of creation times: the ids they cover, found by bisection, and only their
+  // records (not even the live tasks', all created later).
   task_filter created = any_filter(100);
   created.created_from = query_base + 12'345'000;
   created.created_to = query_base + 12'355'000;
   page = query(*store, created);
-  REQUIRE(page.tasks.size() == 10);
+  REQUIRE(ids(page.tasks) == std::vector<task_id>{12355, 12354, 12353, 12352, 12351, 12350, 12349,
+                                                  12348, 12347, 12346});
   REQUIRE(page.stats.done_plan == "created");
-  REQUIRE(page.stats.records == 10 + 5);  // live tasks are always scanned
+  REQUIRE(page.stats.records == 10);
+  REQUIRE(page.stats.index_entries == 0);
+  REQUIRE(page.stats.bisection_records <= 2 * 15);  // two bounds, log2(20,006) < 15 steps each
 
   // Several usable indexes: the one with the fewest entries is taken, whether its size is
   // known from the counts, counted, or (past the counting cap) estimated.
