@@ -436,7 +436,7 @@ constexpr std::size_t index_write_buffer = 8u << 20;
 
 rocksdb::ColumnFamilyOptions make_index_options() {
   rocksdb::ColumnFamilyOptions o;
-  // Every finished task adds eight entries, which are written on the completion path but read
+  // Every finished task adds six entries, which are written on the completion path but read
   // only by operators' queries. A vector memtable appends them (no skip list search, no key
   // comparisons) and sorts them once, when it is written out. Measured: the store's write time
   // for the whole task lifecycle fell by about a fifth and end-to-end throughput rose by a
