@@ -55,6 +55,10 @@ result_row& report::add(std::string label, nlohmann::json config) {
   return rows_.back();
 }
 
+std::optional<double> report::steal_since_start() const {
+  return steal_percent(started_, read_cpu_times());
+}
+
 const result_row* report::find(const std::string& label) const {
   for (const auto& r : rows_)
     if (r.label == label) return &r;
@@ -66,6 +70,7 @@ std::string report::write(const std::string& dir) const {
   doc["name"] = name_;
   doc["machine"] = {
       {"cores", machine_.cores}, {"commit", machine_.commit}, {"date", machine_.date}};
+  if (const auto steal = steal_since_start()) doc["machine"]["steal_percent"] = *steal;
   doc["repetitions"] = repetitions_;
   doc["params"] = params_;
   doc["notes"] = notes_;
@@ -117,6 +122,9 @@ void table::print() const {
 
 void publish(const table& t, const report& r, const std::string& dir) {
   t.print();
+  if (const auto steal = r.steal_since_start())
+    std::printf("host: %.0f%% of the CPU time stolen by the hypervisor during this section\n",
+                *steal);
   std::printf("written %s\n", r.write(dir).c_str());
 }
 

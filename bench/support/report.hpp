@@ -2,8 +2,8 @@
 // bench/results/<name>.json for scripts and for comparing runs.
 //
 // Each JSON file carries what is needed to judge its numbers later: the machine's core count,
-// the git commit measured, the date, the parameters, and per figure the median, min, max and
-// every sample.
+// the git commit measured, the date, how much CPU time the hypervisor stole meanwhile, the
+// parameters, and per figure the median, min, max and every sample.
 #pragma once
 
 #include <map>
@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/support/cpu_steal.hpp"
 #include "bench/support/stats.hpp"
 
 namespace dispatch::bench {
@@ -43,11 +44,14 @@ class report {
 
   // Writes <dir>/<name>.json (creating dir) and returns the path.
   std::string write(const std::string& dir) const;
+  // Percent of the machine's CPU time stolen by the hypervisor since the report was made.
+  std::optional<double> steal_since_start() const;
 
  private:
   std::string name_;
   int repetitions_;
   machine_info machine_;
+  std::optional<cpu_times> started_ = read_cpu_times();
   nlohmann::json params_ = nlohmann::json::object();
   std::vector<std::string> notes_;
   std::vector<result_row> rows_;
