@@ -1438,11 +1438,16 @@ class created_bisection {
         live_(ctx.db->NewIterator(ctx.ro, ctx.live)),
         done_(ctx.db->NewIterator(ctx.ro, ctx.done)) {}
 
-  // One past the highest id of any task; 0 when there are none.
+  // One past the highest id of any task; 0 when there are none (or on a failure, recorded in
+  // the context).
   task_id end() {
     task_id end = 0;
     for (auto* it : {live_.get(), done_.get()}) {
       it->SeekToLast();
+      if (!it->status().ok()) {
+        ctx_.fail(from_rocksdb(it->status(), ctx_.context("cannot list tasks")));
+        return 0;
+      }
       if (it->Valid() && it->key().size() == 8) end = std::max(end, read_be64(it->key()) + 1);
     }
     return end;

@@ -19,8 +19,9 @@
 //    as callers state statuses truthfully, and need no scan at start.
 //  * Finished tasks are indexed (column family "index") by project, type, worker, status and
 //    finished_at, in the same atomic write that moves a task into or out of "done", so list()
-//    reads only the index entries and records a query needs. A store opened without the index
-//    (an older release, or a crash while building it) gets it built once from "done" at open().
+//    reads only the index entries and records a query needs. A store opened without the index,
+//    or with another version of it (an older release, or a crash while building it), gets it
+//    built once from "done" at open(): one pass over the finished tasks.
 //  * Precondition: created_at does not decrease as ids grow (a task never has an earlier
 //    created_at than a task with a lower id). The dispatcher keeps it (recovered_state::
 //    last_created_at) so that list() can find a created range as an id range by bisection,

@@ -122,10 +122,14 @@ void table::print() const {
 
 void publish(const table& t, const report& r, const std::string& dir) {
   t.print();
+  print_steal(r);
+  std::printf("written %s\n", r.write(dir).c_str());
+}
+
+void print_steal(const report& r) {
   if (const auto steal = r.steal_since_start())
     std::printf("host: %.0f%% of the CPU time stolen by the hypervisor during this section\n",
                 *steal);
-  std::printf("written %s\n", r.write(dir).c_str());
 }
 
 std::string format(double value, int decimals) {

@@ -71,6 +71,8 @@ class table {
 
 // Prints the table and writes the report's JSON into `dir`, saying where.
 void publish(const table& t, const report& r, const std::string& dir);
+// Prints the CPU time stolen since the report was made (publish() does, after its table).
+void print_steal(const report& r);
 
 // "median [min..max]" with the given number of decimals; just the median for one sample.
 std::string format(const summary& s, int decimals = 0);
