@@ -138,9 +138,13 @@ void dispatcher_process::start() {
   if (!given("--metrics-address")) argv.insert(argv.end(), {"--metrics-address", "127.0.0.1:0"});
   process_ = std::make_unique<child_process>(
       argv, scratch_.path() + "/dispatcherd-" + std::to_string(++starts_) + ".log");
+  // Ready means this process says so: it logs "ready" once its sockets are bound. Answering on
+  // the admin port alone is not enough: if another test's daemon took the same port a moment
+  // earlier, this one is about to fail to bind while that one answers.
   const bool ready = wait_until(
       [&] {
         if (!process_->running()) return true;
+        if (process_->log().find("dispatcherd ready:") == std::string::npos) return false;
         try {
           wire_client probe(admin_endpoint());
           probe.call(protocol::get_stats{}, 200ms);
