@@ -124,8 +124,7 @@ int run(int argc, char** argv) {
                 lifecycle["machine"].value("date", "").c_str());
     cmp.print();
   }
-  print_steal(rep);
-  std::printf("written %s\n", rep.write(o.out_dir).c_str());
+  save(rep, o.out_dir);
   return 0;
 }
 

@@ -219,7 +219,6 @@ int main(int argc, char** argv) {
     }
   }
   std::printf("\ntotal %.1f s\n", ns_between(total_start, bench_clock::now()) / 1e9);
-  print_steal(rep);
-  std::printf("written %s\n", rep.write(out_dir).c_str());
+  save(rep, out_dir);
   return 0;
 }

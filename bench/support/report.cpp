@@ -65,12 +65,12 @@ const result_row* report::find(const std::string& label) const {
   return nullptr;
 }
 
-std::string report::write(const std::string& dir) const {
+std::string report::write(const std::string& dir, std::optional<double> steal) const {
   nlohmann::json doc;
   doc["name"] = name_;
   doc["machine"] = {
       {"cores", machine_.cores}, {"commit", machine_.commit}, {"date", machine_.date}};
-  if (const auto steal = steal_since_start()) doc["machine"]["steal_percent"] = *steal;
+  if (steal) doc["machine"]["steal_percent"] = *steal;
   doc["repetitions"] = repetitions_;
   doc["params"] = params_;
   doc["notes"] = notes_;
@@ -120,16 +120,17 @@ void table::print() const {
   std::fflush(stdout);
 }
 
-void publish(const table& t, const report& r, const std::string& dir) {
-  t.print();
-  print_steal(r);
-  std::printf("written %s\n", r.write(dir).c_str());
-}
-
-void print_steal(const report& r) {
-  if (const auto steal = r.steal_since_start())
+void save(const report& r, const std::string& dir) {
+  const auto steal = r.steal_since_start();
+  if (steal)
     std::printf("host: %.0f%% of the CPU time stolen by the hypervisor during this section\n",
                 *steal);
+  std::printf("written %s\n", r.write(dir, steal).c_str());
+}
+
+void publish(const table& t, const report& r, const std::string& dir) {
+  t.print();
+  save(r, dir);
 }
 
 std::string format(double value, int decimals) {

@@ -42,8 +42,9 @@ class report {
   // The row with this label, or nullptr.
   const result_row* find(const std::string& label) const;
 
-  // Writes <dir>/<name>.json (creating dir) and returns the path.
-  std::string write(const std::string& dir) const;
+  // Writes <dir>/<name>.json (creating dir) with `steal` (see steal_since_start) and returns
+  // the path.
+  std::string write(const std::string& dir, std::optional<double> steal) const;
   // Percent of the machine's CPU time stolen by the hypervisor since the report was made.
   std::optional<double> steal_since_start() const;
 
@@ -69,10 +70,10 @@ class table {
   std::vector<std::vector<std::string>> rows_;
 };
 
-// Prints the table and writes the report's JSON into `dir`, saying where.
+// Writes the report's JSON into `dir`, saying where and how much CPU time was stolen meanwhile.
+void save(const report& r, const std::string& dir);
+// Prints the table, then save().
 void publish(const table& t, const report& r, const std::string& dir);
-// Prints the CPU time stolen since the report was made (publish() does, after its table).
-void print_steal(const report& r);
 
 // "median [min..max]" with the given number of decimals; just the median for one sample.
 std::string format(const summary& s, int decimals = 0);
