@@ -570,37 +570,71 @@ struct dispatcher_state {
     report_workers();
   }
 
+  // Why a worker's message about one task cannot be applied: the error it is answered with.
+  struct refusal {
+    error_code code = error_code::internal;
+    std::string message;
+  };
+
   // A complete / fail / cancel names a task that is not live: say precisely why.
-  void refuse_not_live(const peer_address& to, std::uint64_t id, task_id tid) {
+  refusal not_live(task_id tid) const {
     if (tid != 0 && tid <= last_id)
-      refuse(to, id, error_code::invalid_state,
-             "task " + std::to_string(tid) + " is not running (it finished or was cancelled)");
-    else
-      refuse(to, id, error_code::unknown_task, "no task " + std::to_string(tid));
+      return {error_code::invalid_state,
+              "task " + std::to_string(tid) + " is not running (it finished or was cancelled)"};
+    return {error_code::unknown_task, "no task " + std::to_string(tid)};
   }
 
-  // Checks that `w` holds task `tid` under lease `attempt`; answers the refusal otherwise.
-  std::unordered_map<task_id, task>::iterator held_task(const peer_address& from,
-                                                        std::uint64_t id, const worker_record& w,
-                                                        task_id tid, std::uint32_t attempt) {
+  void refuse_not_live(const peer_address& to, std::uint64_t id, task_id tid) {
+    auto why = not_live(tid);
+    refuse(to, id, why.code, std::move(why.message));
+  }
+
+  // The live task `tid` if `w` holds it under lease `attempt`; live.end() and `why` otherwise.
+  std::unordered_map<task_id, task>::iterator find_held(const worker_record& w, task_id tid,
+                                                        std::uint32_t attempt, refusal& why) {
     auto it = live.find(tid);
     if (it == live.end()) {
-      refuse_not_live(from, id, tid);
-      return live.end();
+      why = not_live(tid);
+      return it;
     }
     const auto& t = it->second;
     if (attempt != 0 && attempt != t.attempts) {
-      refuse(from, id, error_code::stale_lease,
-             "attempt " + std::to_string(attempt) + " of task " + std::to_string(tid) +
-                 " is stale; the current attempt is " + std::to_string(t.attempts));
+      why = {error_code::stale_lease, "attempt " + std::to_string(attempt) + " of task " +
+                                          std::to_string(tid) + " is stale; the current attempt is " +
+                                          std::to_string(t.attempts)};
       return live.end();
     }
     if (t.status != task_status::running || !w.held.count(tid)) {
-      refuse(from, id, error_code::not_owner,
-             "task " + std::to_string(tid) + " is not held by worker " + w.spec.worker);
+      why = {error_code::not_owner,
+             "task " + std::to_string(tid) + " is not held by worker " + w.spec.worker};
       return live.end();
     }
     return it;
+  }
+
+  // find_held(), answering the refusal to request `id` of `from`.
+  std::unordered_map<task_id, task>::iterator held_task(const peer_address& from,
+                                                        std::uint64_t id, const worker_record& w,
+                                                        task_id tid, std::uint32_t attempt) {
+    refusal why;
+    auto it = find_held(w, tid, attempt, why);
+    if (it == live.end()) refuse(from, id, why.code, std::move(why.message));
+    return it;
+  }
+
+  void complete_held(worker_record& w, std::unordered_map<task_id, task>::iterator it,
+                     std::string&& result) {
+    it->second.result = std::move(result);
+    ++w.completed;
+    metrics->completed(it->second.project);
+    recent.completed(wall_now());
+    finish(it, task_status::completed, event_kind::task_completed);
+  }
+
+  void fail_held(worker_record& w, std::unordered_map<task_id, task>::iterator it,
+                 std::string&& error, bool retryable) {
+    ++w.failed;
+    attempt_failed(it, std::move(error), retryable, false);
   }
 
   // ---------------------------------------------------------------- worker messages
@@ -685,11 +719,7 @@ struct dispatcher_state {
     if (!w) return;
     auto it = held_task(from, id, *w, c.task, c.attempt);
     if (it == live.end()) return;
-    it->second.result = std::move(c.result);
-    ++w->completed;
-    metrics->completed(it->second.project);
-    recent.completed(wall_now());
-    finish(it, task_status::completed, event_kind::task_completed);
+    complete_held(*w, it, std::move(c.result));
     acknowledge_when_stored(from, id);
   }
 
@@ -698,9 +728,29 @@ struct dispatcher_state {
     if (!w) return;
     auto it = held_task(from, id, *w, f.task, f.attempt);
     if (it == live.end()) return;
-    ++w->failed;
-    attempt_failed(it, std::move(f.error), f.retryable, false);
+    fail_held(*w, it, std::move(f.error), f.retryable);
     acknowledge_when_stored(from, id);
+  }
+
+  // Each result as its own complete or fail would be; one reply once the applied ones are
+  // stored, listing those that were refused.
+  void on(const peer_address& from, std::uint64_t id, protocol::report& r) {
+    auto* w = registered_or_refuse(from, id);
+    if (!w) return;
+    protocol::reported answer;
+    refusal why;
+    for (auto& res : r.results) {
+      auto it = find_held(*w, res.task, res.attempt, why);
+      if (it == live.end())
+        answer.refused.push_back({res.task, why.code, std::move(why.message)});
+      else if (res.failed)
+        fail_held(*w, it, std::move(res.error), res.retryable);
+      else
+        complete_held(*w, it, std::move(res.result));
+    }
+    auto refused = std::make_shared<protocol::reported>(std::move(answer));
+    when_stored([=] { reply(from, id, std::move(*refused)); },
+                [=](const std::string& why) { refuse(from, id, error_code::storage, why); });
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::extend& e) {

@@ -40,6 +40,7 @@ run_figures run_rate(zmq::context_t& context, const common_options& o, double ra
   f.token = daemon.tokens().token(role::worker);
   f.workers = workers;
   f.capacity = o.capacity;
+  f.complete_each = o.complete_each;
   f.record_latency = true;
   worker_fleet fleet(context, f);
   wire_client producer(context, daemon.work_endpoint(), daemon.tokens().token(role::producer));
@@ -72,7 +73,8 @@ int run(int argc, char** argv) {
 
   report rep("latency", o.repetitions);
   rep.params() = {{"seconds", seconds},         {"workers", workers},  {"capacity", o.capacity},
-                  {"payload_bytes", o.payload}, {"durability", "wal"}, {"tick_ms", 1}};
+                  {"payload_bytes", o.payload}, {"durability", "wal"}, {"tick_ms", 1},
+                  {"completion", o.complete_each ? "complete per job" : "report per fetch"}};
   rep.note(
       "hold: submit (payload stamp) -> the worker received the job; done: submit -> the "
       "worker received the ok to its complete; microseconds; the percentiles of each "

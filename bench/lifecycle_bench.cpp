@@ -39,6 +39,7 @@ run_figures run_dispatch(zmq::context_t& context, const common_options& o,
   f.token = daemon.tokens().token(role::worker);
   f.workers = workers;
   f.capacity = o.capacity;
+  f.complete_each = o.complete_each;
   worker_fleet fleet(context, f);
   wire_client producer(context, daemon.work_endpoint(), daemon.tokens().token(role::producer));
   priority_source priorities;
@@ -84,6 +85,7 @@ int run(int argc, char** argv) {
                   {"capacity", o.capacity},
                   {"fetch_max", o.capacity},
                   {"fetch_wait_ms", fleet_options{}.wait_ms},
+                  {"completion", o.complete_each ? "complete per job" : "report per fetch"},
                   {"priorities", priority_levels}};
   rep.note("tasks_per_s: from the first submit sent to the last completion acknowledged");
   rep.note(

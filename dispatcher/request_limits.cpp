@@ -12,7 +12,7 @@ using namespace protocol;
 // within its limits (a submit of thousands of tasks) costs no string building at all.
 struct field {
   const char* name;
-  const char* task_list = nullptr;  // "tasks" when the field is inside tasks[task]
+  const char* task_list = nullptr;  // "tasks" when the field is inside tasks[task] (or results)
   std::size_t task = 0;
   std::size_t element = npos;       // the index inside a list field, npos for the field itself
   static constexpr std::size_t npos = static_cast<std::size_t>(-1);
@@ -43,6 +43,13 @@ class checker {
   }
   void check(const complete& m) { payload({"result"}, m.result); }
   void check(const fail& m) { text({"error"}, m.error); }
+  void check(const report& m) {
+    count({"results"}, m.results.size(), limits_.max_batch, "--max-batch");
+    for (std::size_t i = 0; i < m.results.size() && !failed(); ++i) {
+      payload(field{"result"}.in_task("results", i), m.results[i].result);
+      text(field{"error"}.in_task("results", i), m.results[i].error);
+    }
+  }
   void check(const submit& m) {
     count({"tasks"}, m.tasks.size(), limits_.max_batch, "--max-batch");
     for (std::size_t i = 0; i < m.tasks.size() && !failed(); ++i) {

@@ -43,6 +43,7 @@ DISPATCH_WIRE_NAME(remove_task, "remove");
 DISPATCH_WIRE_NAME(worker_order, "order");
 DISPATCH_WIRE_NAME(list_events, "events");
 DISPATCH_WIRE_NAME(set_pool, "pool");
+DISPATCH_WIRE_NAME(report, "report");
 
 DISPATCH_WIRE_NAME(registered, "registered");
 DISPATCH_WIRE_NAME(jobs, "jobs");
@@ -56,6 +57,7 @@ DISPATCH_WIRE_NAME(stats, "stats");
 DISPATCH_WIRE_NAME(error, "error");
 DISPATCH_WIRE_NAME(heartbeat_reply, "heartbeat");
 DISPATCH_WIRE_NAME(event_list, "event_list");
+DISPATCH_WIRE_NAME(reported, "reported");
 
 #undef DISPATCH_WIRE_NAME
 

@@ -56,6 +56,22 @@ struct fail {
   bool retryable = true;     // "retryable": bool, default true
 };
 
+// One finished job inside a "report".
+struct task_result {
+  task_id task = 0;           // "task"
+  std::uint32_t attempt = 0;  // "attempt": the lease it answers; 0 = not given
+  bool failed = false;        // "outcome": "completed" (default) | "failed"
+  std::string result;         // "result": bin or str, optional; completed only
+  std::string error;          // "error": str, optional; failed only
+  bool retryable = true;      // "retryable": bool, default true; failed only
+};
+
+// "report": several jobs finished, each applied as its own complete or fail would be, in
+// order. One message and one reply for all the jobs a worker finished together.
+struct report {
+  std::vector<task_result> results;  // "results": 1..10000
+};
+
 struct heartbeat {};  // "heartbeat": answered by heartbeat_reply
 
 // "extend": the worker still works on the task; its lease now ends `extend_ms` from now
@@ -166,7 +182,7 @@ using request_body =
     std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
                  cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
                  resume_project, configure_project, extend, retry_task, remove_task,
-                 worker_order, list_events, set_pool>;
+                 worker_order, list_events, set_pool, report>;
 
 struct request {
   std::uint64_t id = 0;
@@ -306,9 +322,23 @@ struct error {  // "error"
   std::string message;
 };
 
+// A result of a "report" that was not applied, and why (the error a complete or fail of that
+// job alone would have got).
+struct refused_result {
+  task_id task = 0;   // "task"
+  error_code code = error_code::internal;  // "code"
+  std::string message;  // "message"
+};
+
+// "reported": reply to report, once every applied result is stored; `refused` lists the others
+// in request order (empty when all were applied).
+struct reported {
+  std::vector<refused_result> refused;  // "refused"
+};
+
 using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list,
                                 worker_list, project_list, stats, error, heartbeat_reply,
-                                event_list>;
+                                event_list, reported>;
 
 struct reply {
   std::uint64_t id = 0;  // the request id this answers; 0 when the request had none readable

@@ -93,6 +93,16 @@ void write_body(wire::writer& w, std::uint64_t id, const heartbeat_reply& m) {
   w.ids("expiring", m.expiring);
 }
 
+void write_body(wire::writer& w, std::uint64_t id, const reported& m) {
+  open(w, id, m, 1);
+  write_array(w, "refused", m.refused, [](wire::writer& out, const refused_result& r) {
+    out.map(3);
+    out.number("task", r.task);
+    out.text("code", to_string(r.code));
+    out.text("message", r.message);
+  });
+}
+
 void write_body(wire::writer& w, std::uint64_t id, const error& m) {
   open(w, id, m, 2);
   w.text("code", to_string(m.code));
@@ -154,17 +164,32 @@ void read_body(const wire::fields& f, heartbeat_reply& m) {
   m.expiring = f.required("expiring", array_of(0, unbounded, as_uint<task_id>()));
 }
 
-void read_body(const wire::fields& f, error& m) {
+// Reads an error code and its message, as an "error" reply and a refused result carry them.
+void read_code(const wire::fields& f, error_code& code_out, std::string& message) {
   const std::string code = f.required("code", as_text);
-  m.message = f.required("message", as_text);
+  message = f.required("message", as_text);
   if (auto known = parse_error_code(code)) {
-    m.code = *known;
+    code_out = *known;
   } else {
     // A newer dispatcher may add codes; keep the reply usable and the name visible.
-    m.code = error_code::internal;
-    m.message = code + ": " + m.message;
+    code_out = error_code::internal;
+    message = code + ": " + message;
   }
 }
+
+refused_result read_refused(const msgpack::object& o, const wire::path& at) {
+  const wire::fields f(o, at);
+  refused_result r;
+  r.task = f.required("task", as_uint<task_id>());
+  read_code(f, r.code, r.message);
+  return r;
+}
+
+void read_body(const wire::fields& f, reported& m) {
+  m.refused = f.required("refused", array_of(0, unbounded, read_refused));
+}
+
+void read_body(const wire::fields& f, error& m) { read_code(f, m.code, m.message); }
 
 }  // namespace
 

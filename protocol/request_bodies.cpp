@@ -18,6 +18,7 @@ constexpr std::uint32_t max_capacity = 10000;
 constexpr std::uint32_t max_fetch = 10000;
 constexpr std::uint32_t max_wait_ms = 60000;
 constexpr std::size_t max_submit = 10000;
+constexpr std::size_t max_report = 10000;
 constexpr std::uint32_t max_attempts_limit = 1000;
 constexpr std::size_t max_tags = 32;
 constexpr std::uint32_t max_list = 10000;
@@ -89,6 +90,27 @@ void write_body(wire::writer& w, const envelope& e, const fail& m) {
   w.number("attempt", m.attempt);
   w.text("error", m.error);
   w.flag("retryable", m.retryable);
+}
+
+void write_result(wire::writer& w, const task_result& r) {
+  // Only the fields of the outcome are sent: a completed result is three entries.
+  w.map(r.failed ? 5 : 3);
+  w.number("task", r.task);
+  w.number("attempt", r.attempt);
+  if (r.failed) {
+    w.text("outcome", "failed");
+    w.text("error", r.error);
+    w.flag("retryable", r.retryable);
+  } else {
+    w.bytes("result", r.result);
+  }
+}
+
+void write_body(wire::writer& w, const envelope& e, const report& m) {
+  open(w, e, m, 1);
+  w.key("results");
+  w.array(m.results.size());
+  for (const auto& r : m.results) write_result(w, r);
 }
 
 void write_spec(wire::writer& w, const task_spec& s) {
@@ -241,6 +263,29 @@ void read_body(const wire::fields& f, fail& m) {
   m.attempt = f.optional("attempt", m.attempt, as_uint<std::uint32_t>());
   m.error = f.optional("error", m.error, as_text);
   m.retryable = f.optional("retryable", m.retryable, wire::as_bool);
+}
+
+constexpr auto as_outcome = [](const msgpack::object& o, const wire::path& at) {
+  auto outcome = wire::read_str(o, at, 1, 16);
+  if (outcome != "completed" && outcome != "failed")
+    wire::fail(at, "expected \"completed\" or \"failed\"");
+  return outcome == "failed";
+};
+
+task_result read_result(const msgpack::object& o, const wire::path& at) {
+  const wire::fields f(o, at);
+  task_result r;
+  r.task = f.required("task", as_uint<task_id>());
+  r.attempt = f.optional("attempt", r.attempt, as_uint<std::uint32_t>());
+  r.failed = f.optional("outcome", r.failed, as_outcome);
+  r.result = f.optional("result", r.result, as_bytes);
+  r.error = f.optional("error", r.error, as_text);
+  r.retryable = f.optional("retryable", r.retryable, wire::as_bool);
+  return r;
+}
+
+void read_body(const wire::fields& f, report& m) {
+  m.results = f.required("results", array_of(1, max_report, read_result));
 }
 
 task_spec read_spec(const msgpack::object& o, const wire::path& at) {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
+#include <optional>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -21,13 +23,36 @@ constexpr std::chrono::milliseconds goodbye_wait{1000};
 constexpr std::chrono::milliseconds refused_fetch_pause{1000};
 // The shortest wait for results to be reported once stopping with nothing left running.
 constexpr std::chrono::milliseconds min_drain_wait{1000};
+// The protocol's cap on the results of one report.
+constexpr std::size_t max_report_results = 10000;
+// The most result and error bytes one report carries (its first result goes whatever its size,
+// as it would alone). Above the dispatcher's --max-frame (default 4 MiB) a report is refused as
+// a whole, and above four times that it is not even read: sent again after every reconnect, it
+// would never get through.
+constexpr std::size_t max_report_bytes = 1 << 20;
+// A generous bound on the keys and headers around the data of one result in a report.
+constexpr std::size_t result_overhead = 80;
 
 const protocol::error* as_error(const protocol::reply_body& body) {
   return std::get_if<protocol::error>(&body);
 }
 
-std::string describe(const protocol::error& e) {
-  return std::string(protocol::to_string(e.code)) + ": " + e.message;
+std::string describe(protocol::error_code code, const std::string& message) {
+  return std::string(protocol::to_string(code)) + ": " + message;
+}
+
+std::string describe(const protocol::error& e) { return describe(e.code, e.message); }
+
+std::size_t report_size(const finished_job& r) { return r.outcome.data.size() + result_overhead; }
+
+protocol::task_result to_wire(const finished_job& r) {
+  protocol::task_result t;
+  t.task = r.task;
+  t.attempt = r.attempt;
+  t.failed = !r.outcome.ok;
+  (r.outcome.ok ? t.result : t.error) = r.outcome.data;
+  t.retryable = r.outcome.retryable;
+  return t;
 }
 
 // The PULL end is bound before the job threads start, so it exists when they connect.
@@ -195,8 +220,10 @@ void agent_loop::on_results_readable() {
     }
     spdlog::debug("task {} attempt {} {}", r.task, r.attempt,
                   r.outcome.ok ? "succeeded" : "failed: " + r.outcome.data);
-    report(r);
+    outbox_.push_back(r);
   }
+  // Only now: every job that ended meanwhile shares one report.
+  flush_outbox();
 }
 
 void agent_loop::on_lease_requests() {
@@ -246,19 +273,16 @@ void agent_loop::on_reply(const protocol::reply& r) {
   }
 
   if (auto it = unacked_.find(r.id); it != unacked_.end()) {
-    const finished_job job = it->second;
-    unacked_.erase(it);
-    if (!err) {
-      spdlog::debug("task {} attempt {} reported", job.task, job.attempt);
-    } else if (err->code == protocol::error_code::not_registered) {
-      outbox_.push_front(job);
+    if (is_not_registered(err)) {
+      // Nothing of this report was applied, nor of those sent after it on this registration:
+      // all of them go back, in the order they were sent, to be sent again once registered.
+      requeue_unacked();
       on_not_registered();
-    } else {
-      // stale_lease, invalid_state...: the dispatcher moved on (cancel, lease expired, duplicate
-      // after a reconnect); there is nothing better to do with the result.
-      spdlog::warn("dispatcher refused the result of task {} attempt {}: {}", job.task,
-                   job.attempt, describe(*err));
+      return;
     }
+    const std::vector<sent_result> sent = std::move(it->second);
+    unacked_.erase(it);
+    on_report_answer(sent, r.body);
     return;
   }
 
@@ -321,10 +345,63 @@ void agent_loop::on_reply(const protocol::reply& r) {
                      req.of.first, req.of.second, describe(*err));
       }
       break;
-    case request_kind::dropped_result:
-      spdlog::debug("answer to the result of cancelled task {} attempt {}: {}", req.of.first,
-                    req.of.second, err ? describe(*err) : std::string("ok"));
-      break;
+  }
+}
+
+void agent_loop::on_report_answer(const std::vector<sent_result>& sent,
+                                  const protocol::reply_body& body) {
+  const auto* err = as_error(body);
+  if (err && err->code == protocol::error_code::too_large && sent.size() > 1) {
+    // A limit of the dispatcher (--max-frame, --max-batch, --max-payload of one result) refused
+    // the whole report: sent one by one, each result is applied or refused on its own, as a
+    // complete or fail would be.
+    std::vector<finished_job> again;
+    for (const auto& s : sent) {
+      if (s.dropped)
+        spdlog::debug("answer to the result of cancelled task {} attempt {}: {}", s.job.task,
+                      s.job.attempt, describe(*err));
+      else
+        again.push_back(s.job);
+    }
+    if (again.empty()) return;
+    spdlog::warn("dispatcher refused a report of {} results ({}); sending them one by one",
+                 sent.size(), describe(*err));
+    outbox_.insert(outbox_.begin(), again.begin(), again.end());
+    flush_outbox(again.size());
+    return;
+  }
+
+  // Any answer but an error acknowledges the report; "reported" lists what it did not apply.
+  const auto* answer = std::get_if<protocol::reported>(&body);
+  std::size_t next_refusal = 0;
+  for (const auto& s : sent) {
+    const finished_job& job = s.job;
+    std::optional<std::string> refusal;
+    if (err) {
+      refusal = describe(*err);
+    } else if (answer && next_refusal < answer->refused.size() &&
+               answer->refused[next_refusal].task == job.task) {
+      // Refusals come in the order of the results: walking both together pairs them up.
+      const auto& refused = answer->refused[next_refusal++];
+      refusal = describe(refused.code, refused.message);
+    }
+    if (s.dropped) {
+      spdlog::debug("answer to the result of cancelled task {} attempt {}: {}", job.task,
+                    job.attempt, refusal.value_or("ok"));
+    } else if (!refusal) {
+      spdlog::debug("task {} attempt {} reported", job.task, job.attempt);
+    } else {
+      // stale_lease, invalid_state...: the dispatcher moved on (cancel, lease expired, duplicate
+      // after a reconnect); there is nothing better to do with the result.
+      spdlog::warn("dispatcher refused the result of task {} attempt {}: {}", job.task, job.attempt,
+                   *refusal);
+    }
+  }
+  // Only a dispatcher that broke the pairing gets here; say so rather than lose the refusal.
+  for (; answer && next_refusal < answer->refused.size(); ++next_refusal) {
+    const auto& refused = answer->refused[next_refusal];
+    spdlog::warn("dispatcher refused a result of task {} that is not in its report: {}",
+                 refused.task, describe(refused.code, refused.message));
   }
 }
 
@@ -359,12 +436,12 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
       continue;
     }
     if (stopping_) {
-      report({pj.task, pj.attempt, {false, "agent stopping", true}});
+      outbox_.push_back({pj.task, pj.attempt, {false, "agent stopping", true}});
       continue;
     }
     if (draining_) {
       // Handed back at once rather than left to time out: another worker can run it now.
-      report({pj.task, pj.attempt, {false, "worker draining", true}});
+      outbox_.push_back({pj.task, pj.attempt, {false, "worker draining", true}});
       continue;
     }
     if (running_.count({pj.task, pj.attempt})) {
@@ -375,14 +452,13 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
     if (running_.size() >= options_.capacity) {
       // Cannot happen with a correct dispatcher: fetch never asks for more than the free slots.
       spdlog::warn("dispatcher sent task {} beyond capacity {}", pj.task, options_.capacity);
-      report({pj.task, pj.attempt, {false, "agent at capacity", true}});
+      outbox_.push_back({pj.task, pj.attempt, {false, "agent at capacity", true}});
       continue;
     }
     const auto h = handlers_.find(pj.type);
     if (h == handlers_.end()) {
-      report({pj.task, pj.attempt,
-              {false, "worker " + worker_id_ + " has no handler for type '" + pj.type + "'",
-               false}});
+      const std::string why = "worker " + worker_id_ + " has no handler for type '" + pj.type + "'";
+      outbox_.push_back({pj.task, pj.attempt, {false, why, false}});
       continue;
     }
     spdlog::debug("starting task {} attempt {} ({}/{})", pj.task, pj.attempt, pj.project,
@@ -392,6 +468,8 @@ void agent_loop::accept_jobs(const std::vector<protocol::job>& jobs) {
                      std::chrono::milliseconds(pj.timeout_ms)},
                  h->second);
   }
+  // The jobs handed back share one report.
+  flush_outbox();
 }
 
 // ---- heartbeat answers ----
@@ -443,14 +521,12 @@ void agent_loop::cancel(task_id task) {
     spdlog::info("task {} cancelled by the dispatcher: dropping its unsent result", task);
     outbox_.erase(waiting, outbox_.end());
   }
-  for (auto it = unacked_.begin(); it != unacked_.end();) {
-    if (it->second.task != task) {
-      ++it;
-      continue;
+  for (auto& [id, sent] : unacked_) {
+    for (auto& s : sent) {
+      if (s.job.task != task || s.dropped) continue;
+      held = true;
+      s.dropped = true;
     }
-    held = true;
-    in_flight_[it->first] = {request_kind::dropped_result, {task, it->second.attempt}};
-    it = unacked_.erase(it);
   }
 
   if (!held) spdlog::debug("ignoring the cancel of task {}, which this worker does not hold", task);
@@ -469,11 +545,6 @@ void agent_loop::warn_expiring(task_id task) {
 
 // ---- results ----
 
-void agent_loop::report(const finished_job& r) {
-  if (link_ == link::registered && send_result(r)) return;
-  outbox_.push_back(r);  // sent after the next successful register
-}
-
 void agent_loop::flush_extends() {
   while (link_ == link::registered && !extends_.empty()) {
     const auto [l, duration] = *extends_.begin();
@@ -485,27 +556,42 @@ void agent_loop::flush_extends() {
   }
 }
 
-bool agent_loop::send_result(const finished_job& r) {
-  std::optional<std::uint64_t> id;
-  if (r.outcome.ok)
-    id = send(protocol::complete{r.task, r.attempt, r.outcome.data});
-  else
-    id = send(protocol::fail{r.task, r.attempt, r.outcome.data, r.outcome.retryable});
-  if (!id) return false;
-  unacked_.emplace(*id, r);
-  return true;
-}
-
-void agent_loop::flush_outbox() {
+void agent_loop::flush_outbox(std::size_t alone) {
+  // Until registered, results wait here: sent after the next successful register.
   while (link_ == link::registered && !outbox_.empty()) {
-    if (!send_result(outbox_.front())) break;
-    outbox_.pop_front();
+    std::size_t count = 1;
+    std::size_t bytes = report_size(outbox_.front());
+    while (alone == 0 && count < outbox_.size() && count < max_report_results) {
+      bytes += report_size(outbox_[count]);
+      if (bytes > max_report_bytes) break;
+      ++count;
+    }
+    if (alone > 0) --alone;
+    protocol::report r;
+    r.results.reserve(count);
+    std::transform(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(count),
+                   std::back_inserter(r.results), to_wire);
+    // A failed send loses the connection and puts the unacknowledged results back in front of
+    // these, which stay in the outbox.
+    const auto id = send(std::move(r));
+    if (!id) break;
+    auto& sent = unacked_[*id];
+    for (; count > 0; --count) {
+      sent.push_back({std::move(outbox_.front())});
+      outbox_.pop_front();
+    }
   }
 }
 
 void agent_loop::requeue_unacked() {
-  // Request ids grow with time, so walking backwards keeps the original order at the front.
-  for (auto it = unacked_.rbegin(); it != unacked_.rend(); ++it) outbox_.push_front(it->second);
+  // Request ids grow with time, so the map holds the results in the order they were sent; all
+  // of them are older than anything still in the outbox.
+  std::vector<finished_job> again;
+  for (auto& [id, sent] : unacked_)
+    for (auto& s : sent)
+      if (!s.dropped) again.push_back(std::move(s.job));
+  outbox_.insert(outbox_.begin(), std::make_move_iterator(again.begin()),
+                 std::make_move_iterator(again.end()));
   unacked_.clear();
 }
 
@@ -516,7 +602,9 @@ std::vector<task_id> agent_loop::held_tasks() const {
   for (const auto& l : running_)
     if (!cancelled_.count(l)) held.insert(l.first);
   for (const auto& r : outbox_) held.insert(r.task);
-  for (const auto& [id, r] : unacked_) held.insert(r.task);
+  for (const auto& [id, sent] : unacked_)
+    for (const auto& s : sent)
+      if (!s.dropped) held.insert(s.job.task);
   return {held.begin(), held.end()};
 }
 

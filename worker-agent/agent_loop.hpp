@@ -7,9 +7,13 @@
 //
 // The dispatcher steers the agent through its heartbeat answers: orders (drain, stop), tasks to
 // cancel (stopped and never reported) and lease warnings (passed on to the handlers).
+//
+// Results go out as "report" requests: every result ready at the same moment (one drain of the
+// PULL socket, or the outbox after registering) shares one message and one reply.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -51,12 +55,19 @@ class agent_loop {
     heartbeat,
     goodbye,
     extend,
-    dropped_result,  // a result sent before its task was cancelled: the answer is only logged
   };
   struct pending_request {
     request_kind kind = request_kind::heartbeat;
-    lease of{};                             // extend and dropped_result only
+    lease of{};                             // extend only
     std::chrono::milliseconds duration{0};  // extend only
+  };
+  // One result of a report awaiting its answer.
+  struct sent_result {
+    finished_job job;
+    // Its task was cancelled after the report went out: the answer is only logged, and the
+    // result is never sent again nor listed as held. It stays in place so that the answer's
+    // refusals still pair up with the results of the report.
+    bool dropped = false;
   };
 
   // Connection
@@ -84,9 +95,9 @@ class agent_loop {
   void warn_expiring(task_id task);
 
   // Results
-  void report(const finished_job& r);
-  bool send_result(const finished_job& r);
-  void flush_outbox();
+  void on_report_answer(const std::vector<sent_result>& sent, const protocol::reply_body& body);
+  // Sends the whole outbox as reports; the first `alone` results go one per report.
+  void flush_outbox(std::size_t alone = 0);
   void requeue_unacked();
   void flush_extends();
   std::vector<task_id> held_tasks() const;
@@ -122,7 +133,8 @@ class agent_loop {
   std::set<lease> running_;    // jobs handed to the pool whose outcome has not come back
   std::set<lease> cancelled_;  // those of them the dispatcher cancelled: outcome dropped
   std::deque<finished_job> outbox_;                // results not sent yet
-  std::map<std::uint64_t, finished_job> unacked_;  // results sent, by request id
+  // Reports sent, by request id (so in the order they were sent): their results in order.
+  std::map<std::uint64_t, std::vector<sent_result>> unacked_;
   std::map<lease, std::chrono::milliseconds> extends_;  // extend requests not sent yet
 
   std::string order_ = "none";  // the dispatcher's last order, to log changes only

@@ -15,6 +15,8 @@ void add_common_options(CLI::App& app, common_options& o) {
       ->check(CLI::Range(8, 100'000));
   app.add_option("--capacity", o.capacity, "Capacity of each worker (and its fetch max)")
       ->check(CLI::Range(1, 10'000));
+  app.add_flag("--complete-each", o.complete_each,
+               "Workers send one complete per job instead of one report per batch of jobs");
   app.add_option("--out", o.out_dir, "Directory for the JSON results");
   app.add_option("--dispatcherd", o.dispatcherd, "The dispatcherd binary to measure");
 }

@@ -17,6 +17,7 @@ struct common_options {
   std::size_t in_flight = 4;   // submits outstanding at once
   std::size_t payload = 100;   // bytes per task
   std::uint32_t capacity = 8;  // per worker; also the fetch max
+  bool complete_each = false;  // workers send one complete per job, not one report per fetch
   std::string out_dir = std::string(DISPATCH_SOURCE_DIR) + "/bench/results";
   std::string dispatcherd = DISPATCHERD_PATH;  // another build can be measured with the same bench
 };

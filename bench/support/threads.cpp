@@ -42,13 +42,13 @@ void thread_group::stop() {
   }
 }
 
-void completion_counter::add(std::int64_t at) {
+void completion_counter::add(std::int64_t at, std::uint64_t n) {
   // The time is published before the count, so a waiter that sees the n-th completion also
   // sees a time at least as late as it.
   std::int64_t prev = last_ns_.load();
   while (prev < at && !last_ns_.compare_exchange_weak(prev, at)) {
   }
-  count_.fetch_add(1);
+  count_.fetch_add(n);
 }
 
 std::int64_t completion_counter::wait(std::uint64_t n, std::chrono::seconds stall,

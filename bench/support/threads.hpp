@@ -38,8 +38,8 @@ class thread_group {
 // Completions counted from several threads, with the time of the latest one.
 class completion_counter {
  public:
-  // Records a completion at steady_clock ns `at`.
-  void add(std::int64_t at);
+  // Records `n` completions at steady_clock ns `at`.
+  void add(std::int64_t at, std::uint64_t n = 1);
   std::uint64_t count() const { return count_.load(std::memory_order_relaxed); }
   // Waits until `n` completions; returns the time of the latest. Calls `check` every
   // millisecond (to surface a thread's error) and throws when the count has not moved for

@@ -21,8 +21,9 @@ struct session {
   bool fetch_outstanding = false;
   std::chrono::milliseconds heartbeat{1000};
   bench_clock::time_point next_heartbeat;
-  // Complete requests in flight: request id -> submit stamp of the task (0 when not recorded).
-  std::unordered_map<std::uint64_t, std::int64_t> completes;
+  // Reports (or completes) in flight: request id -> submit stamps of their tasks (0 when not
+  // recorded).
+  std::unordered_map<std::uint64_t, std::vector<std::int64_t>> reports;
 };
 
 }  // namespace
@@ -115,23 +116,41 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
           std::int64_t none = 0;
           first_job_ns_.compare_exchange_strong(none, at);
           received_.fetch_add(got->jobs.size(), std::memory_order_relaxed);
+          // Every job of a fetch finishes at once here, so one report carries them all, as a
+          // worker agent reports the jobs that finished together (or, with complete_each, one
+          // complete per job).
+          protocol::report done;
+          std::vector<std::int64_t> stamps;
           for (const auto& job : got->jobs) {
             std::int64_t stamp = 0;
             if (options_.record_latency) {
               stamp = payload_stamp(job.payload);
               local.hold_ns.push_back(static_cast<double>(at - stamp));
             }
-            const auto id = s.wire->send(protocol::complete{job.task, job.attempt, {}});
-            s.completes.emplace(id, stamp);
+            if (options_.complete_each)
+              s.reports.emplace(s.wire->send(protocol::complete{job.task, job.attempt, {}}),
+                                std::vector<std::int64_t>{stamp});
+            else
+              done.results.push_back({job.task, job.attempt, false, {}, {}, true});
+            stamps.push_back(stamp);
           }
-        } else if (std::holds_alternative<protocol::ok>(r->body)) {
-          const auto it = s.completes.find(r->id);
-          if (it == s.completes.end()) continue;
+          if (!done.results.empty())
+            s.reports.emplace(s.wire->send(std::move(done)), std::move(stamps));
+        } else if (std::holds_alternative<protocol::ok>(r->body) ||
+                   std::holds_alternative<protocol::reported>(r->body)) {
+          const auto it = s.reports.find(r->id);
+          if (it == s.reports.end()) continue;
+          if (const auto* answer = std::get_if<protocol::reported>(&r->body);
+              answer && !answer->refused.empty())
+            throw std::runtime_error("worker " + std::to_string(first + i) + ": task " +
+                                     std::to_string(answer->refused.front().task) + " refused: " +
+                                     answer->refused.front().message);
           const std::int64_t at = now_ns();
           if (options_.record_latency)
-            local.done_ns.push_back(static_cast<double>(at - it->second));
-          s.completes.erase(it);
-          completed_.add(at);
+            for (const auto stamp : it->second)
+              local.done_ns.push_back(static_cast<double>(at - stamp));
+          completed_.add(at, it->second.size());
+          s.reports.erase(it);
         } else if (const auto* e = std::get_if<protocol::error>(&r->body)) {
           throw std::runtime_error("worker " + std::to_string(first + i) + " got error " +
                                    std::string(protocol::to_string(e->code)) + ": " + e->message);

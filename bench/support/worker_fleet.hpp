@@ -31,6 +31,8 @@ struct fleet_options {
   bool record_latency = false;
   // Register, then wait until stop: for registration-only experiments (no fetch is sent).
   bool fetch = true;
+  // One complete per job instead of one report per batch of jobs received together.
+  bool complete_each = false;
 };
 
 struct latency_samples {

@@ -131,6 +131,66 @@ TEST_CASE("completions are checked against the holder and the lease") {
   CHECK(status_of(producer, ids[0]).result == "done");
 }
 
+TEST_CASE("a report applies each result as its own complete or fail and lists the refused ones") {
+  dispatcher_process d;
+  wire_client producer(d.work_endpoint());
+  wire_client w1(d.work_endpoint());
+  wire_client w2(d.work_endpoint());
+  expect<protocol::registered>(w1.call(worker_spec("w1", 8)));
+  expect<protocol::registered>(w2.call(worker_spec("w2", 8)));
+  auto fatal = spec("p", 9, "fatal");
+  fatal.max_attempts = 1;
+  const auto ids = submit(producer, {fatal, spec("p", 8, "ok-1"), spec("p", 7, "retry"),
+                                     spec("p", 6, "ok-2"), spec("p", 5, "other")});
+  auto jobs = fetch(w1, 4);
+  REQUIRE(jobs.size() == 4);
+  const auto theirs = fetch(w2, 1);
+  REQUIRE(theirs.size() == 1);
+  CHECK(theirs[0].task == ids[4]);
+
+  protocol::report r;
+  r.results = {{ids[0], 1, true, "", "bad input", false},
+               {ids[1], 1, false, "done-1", "", true},
+               {ids[2], 1, true, "", "busy", true},
+               {ids[4], 1, false, "", "", true},  // held by w2
+               {ids[3], 5, false, "", "", true},  // stale lease
+               {999999, 0, false, "", "", true},  // no such task
+               {ids[3], 1, false, "done-2", "", true},
+               {ids[3], 1, false, "again", "", true}};  // finished by the result before it
+  const auto answer = expect<protocol::reported>(w1.call(r));
+  REQUIRE(answer.refused.size() == 4);
+  CHECK(answer.refused[0].task == ids[4]);
+  CHECK(answer.refused[0].code == protocol::error_code::not_owner);
+  CHECK(answer.refused[1].task == ids[3]);
+  CHECK(answer.refused[1].code == protocol::error_code::stale_lease);
+  CHECK(answer.refused[2].task == 999999);
+  CHECK(answer.refused[2].code == protocol::error_code::unknown_task);
+  CHECK(answer.refused[3].task == ids[3]);
+  CHECK(answer.refused[3].code == protocol::error_code::invalid_state);
+  CHECK_FALSE(answer.refused[0].message.empty());
+
+  CHECK(status_of(producer, ids[0]).status == task_status::failed);
+  CHECK(status_of(producer, ids[0]).error == "bad input");
+  CHECK(status_of(producer, ids[1]).status == task_status::completed);
+  CHECK(status_of(producer, ids[1]).result == "done-1");
+  const auto retried = status_of(producer, ids[2]);
+  CHECK((retried.status == task_status::scheduled || retried.status == task_status::pending));
+  CHECK(retried.error == "busy");
+  CHECK(status_of(producer, ids[3]).result == "done-2");
+  CHECK(status_of(producer, ids[4]).status == task_status::running);
+  const auto st = d.stats();
+  REQUIRE(find_worker(st, "w1"));
+  CHECK(find_worker(st, "w1")->completed == 2);
+  CHECK(find_worker(st, "w1")->failed == 2);
+
+  // A report from a connection that never registered is refused as a whole.
+  wire_client stranger(d.work_endpoint());
+  protocol::report late;
+  late.results = {{ids[4], 1, false, "", "", true}};
+  CHECK(error_of(stranger.call(late)) == protocol::error_code::not_registered);
+  CHECK(status_of(producer, ids[4]).status == task_status::running);
+}
+
 TEST_CASE("retryable failures are retried until max_attempts, then the task is dead") {
   dispatcher_process d({{"--retry-base", "50ms"}});
   wire_client producer(d.work_endpoint());

@@ -302,6 +302,7 @@ TEST_CASE("security: each role's token allows its requests and is refused the re
   };
   producer_may_not(producer, worker_spec("w-producer"));
   producer_may_not(producer, protocol::fetch{1, 0});
+  producer_may_not(producer, protocol::report{{{ids[0], 1, false, "", "", true}}});
   producer_may_not(producer_at_admin, protocol::get_stats{});
   producer_may_not(producer_at_admin, protocol::list_workers{});
   producer_may_not(producer_at_admin, protocol::pause_project{"p1"});
@@ -419,6 +420,10 @@ TEST_CASE("security: one worker token, two workers: neither may report on the ot
   CHECK(error_of(w2.call(protocol::complete{j.task, j.attempt, "stolen"})) == code::not_owner);
   CHECK(error_of(w2.call(protocol::fail{j.task, j.attempt, "sabotage", false})) == code::not_owner);
   CHECK(error_of(w2.call(protocol::extend{j.task, j.attempt, 1000})) == code::not_owner);
+  const auto stolen = expect<protocol::reported>(
+      w2.call(protocol::report{{{j.task, j.attempt, false, "stolen", "", true}}}));
+  REQUIRE(stolen.refused.size() == 1);
+  CHECK(stolen.refused[0].code == code::not_owner);
   CHECK(status_of(producer, ids[0]).status == task_status::running);
   expect<protocol::ok>(w1.call(protocol::complete{j.task, j.attempt, "mine"}));
   CHECK(status_of(producer, ids[0]).result == "mine");
@@ -638,6 +643,11 @@ TEST_CASE("security: every size limit refuses with too_large, naming the field a
       {"search text", &admin, long_search, "'text'", "--max-text"},
       {"fail error", &work, protocol::fail{1, 1, std::string(21, 'e'), false}, "'error'",
        "--max-text"},
+      {"report size", &work, protocol::report{std::vector<protocol::task_result>(4)},
+       "'results': 4 entries exceed the limit of 3", "--max-batch"},
+      {"report result", &work,
+       protocol::report{{protocol::task_result{}, {1, 1, false, std::string(101, 'r'), "", true}}},
+       "'results[1].result': 101 bytes exceeds the limit of 100", "--max-payload"},
       {"result", &work, protocol::complete{1, 1, std::string(101, 'r')}, "'result'",
        "--max-payload"},
   };

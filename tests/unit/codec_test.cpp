@@ -38,6 +38,8 @@ FIELDS_EQUAL(register_worker, m.worker, m.types, m.tags, m.capacity, m.pool, m.r
 FIELDS_EQUAL(fetch, m.max, m.wait_ms)
 FIELDS_EQUAL(complete, m.task, m.attempt, m.result)
 FIELDS_EQUAL(fail, m.task, m.attempt, m.error, m.retryable)
+FIELDS_EQUAL(task_result, m.task, m.attempt, m.failed, m.result, m.error, m.retryable)
+FIELDS_EQUAL(report, m.results)
 NO_FIELDS(heartbeat)
 NO_FIELDS(goodbye)
 FIELDS_EQUAL(task_spec, m.project, m.type, m.priority, m.payload, m.tags, m.max_attempts,
@@ -80,6 +82,8 @@ FIELDS_EQUAL(stats, m.tasks, m.workers, m.projects, m.reserve_engagements, m.res
              m.completed_last_minute, m.completed_last_hour, m.wait_p50_ms, m.wait_p90_ms,
              m.wait_p99_ms)
 FIELDS_EQUAL(error, m.code, m.message)
+FIELDS_EQUAL(refused_result, m.task, m.code, m.message)
+FIELDS_EQUAL(reported, m.refused)
 #undef FIELDS_EQUAL
 #undef NO_FIELDS
 }  // namespace dispatch::protocol
@@ -357,6 +361,9 @@ TEST_CASE("every request type round-trips with non-default values") {
   round_trip({19, retry_task{6}});
   round_trip({20, remove_task{7}});
   round_trip({21, worker_order{"w-1", "drain"}});
+  round_trip({25, report{{task_result{99, 4, false, all_bytes(), "", true},
+                          task_result{100, 1, true, "", "disk full", false},
+                          task_result{UINT64_MAX, 0, true, "", "", true}}}});
 }
 
 TEST_CASE("every reply type round-trips") {
@@ -377,6 +384,9 @@ TEST_CASE("every reply type round-trips") {
   round_trip({0, error{error_code::stale_lease, "attempt 3 is not the current lease"}});
   round_trip({11, heartbeat_reply{"stop", {3, 4}, {5}}});
   round_trip({12, heartbeat_reply{}});
+  round_trip({14, reported{}});
+  round_trip({15, reported{{refused_result{7, error_code::stale_lease, "attempt 1 is stale"},
+                            refused_result{8, error_code::not_owner, "not held"}}}});
 }
 
 TEST_CASE("type names match the wire names") {
@@ -551,6 +561,58 @@ TEST_CASE("fetch, complete and fail validation") {
   const std::string fl = encoded(request{1, fail{8, 1, "e", true}});
   check_bad_field(raw_map(fl).set("retryable", 1).bytes(), "retryable");
   check_bad_field(raw_map(fl).set("error", std::vector<char>{'x'}).bytes(), "error");
+}
+
+// A report whose results[1] is `broken` and results[0] valid.
+std::string report_with_second(const raw_map& broken) {
+  msgpack::zone z;
+  raw_map first;
+  first.set("task", 1);
+  std::vector<msgpack::object> results{first.object_in(z), broken.object_in(z)};
+  raw_map m(encoded(request{9, report{{task_result{}}}}));
+  m.set("results", results);
+  return m.bytes();
+}
+
+raw_map minimal_result() {
+  raw_map r;
+  r.set("task", 5);
+  return r;
+}
+
+TEST_CASE("report validation names the result and field") {
+  const auto body = std::get<report>(decode_ok(report_with_second(minimal_result())).body);
+  REQUIRE(body.results.size() == 2);
+  CHECK(body.results[1].task == 5);
+  CHECK(body.results[1].attempt == 0);
+  CHECK_FALSE(body.results[1].failed);
+  CHECK(body.results[1].retryable);
+  const auto f = std::get<report>(decode_ok(report_with_second(minimal_result()
+                                                                  .set("outcome", std::string("failed"))
+                                                                  .set("error", std::string("boom"))))
+                                      .body)
+                     .results[1];
+  CHECK(f.failed);
+  CHECK(f.error == "boom");
+
+  check_bad_field(report_with_second(raw_map()), "results[1].task");
+  check_bad_field(report_with_second(minimal_result().set("task", -1)), "results[1].task");
+  check_bad_field(report_with_second(minimal_result().set("outcome", std::string("maybe"))),
+                  "results[1].outcome");
+  check_bad_field(report_with_second(minimal_result().set("outcome", true)), "results[1].outcome");
+  check_bad_field(report_with_second(minimal_result().set("attempt", 1ull << 32)),
+                  "results[1].attempt");
+  check_bad_field(report_with_second(minimal_result().set("result", 5)), "results[1].result");
+  check_bad_field(report_with_second(minimal_result().set("retryable", 1)),
+                  "results[1].retryable");
+
+  const std::string base = encoded(request{1, report{{task_result{}}}});
+  check_bad_field(raw_map(base).erase("results").bytes(), "results");
+  check_bad_field(raw_map(base).set("results", std::vector<int>{}).bytes(), "results");
+  check_bad_field(raw_map(base).set("results", std::vector<int>{1}).bytes(), "results[0]");
+  msgpack::zone z;
+  std::vector<msgpack::object> many(10001, minimal_result().object_in(z));
+  check_bad_field(raw_map(base).set("results", many).bytes(), "results");
 }
 
 TEST_CASE("submit validation names the task and field") {

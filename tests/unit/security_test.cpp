@@ -494,8 +494,8 @@ TEST_CASE("client tokens come from the command line, a file, $DISPATCH_TOKEN, th
 // ---- authorization
 
 TEST_CASE("each role may send its own messages and nothing else", "[security][authorization]") {
-  const std::set<std::string> worker_messages = {"register", "fetch",   "complete", "fail",
-                                                 "heartbeat", "goodbye", "extend"};
+  const std::set<std::string> worker_messages = {"register",  "fetch",   "complete", "fail",
+                                                 "heartbeat", "goodbye", "extend",   "report"};
   const std::set<std::string> producer_messages = {"submit", "status", "cancel", "tasks"};
   const auto worker = principal_of(sec::role::worker);
   const auto producer = principal_of(sec::role::producer);
@@ -617,6 +617,22 @@ TEST_CASE("limit_refusal names the field and the option of every limit", "[secur
                    "--max-payload"});
   cases.push_back({"result", protocol::complete{1, 1, std::string(11, 'r')},
                    protocol::complete{1, 1, std::string(10, 'r')}, "'result'", "--max-payload"});
+  {
+    const auto report_of = [](std::size_t n, std::string result, std::string error) {
+      protocol::report r;
+      r.results.resize(n);
+      r.results.back().result = std::move(result);
+      r.results.front().error = std::move(error);
+      return r;
+    };
+    cases.push_back({"report size", report_of(4, "", ""), report_of(3, "", ""), "'results'",
+                     "--max-batch"});
+    cases.push_back({"report result", report_of(2, std::string(11, 'r'), ""),
+                     report_of(2, std::string(10, 'r'), ""), "'results[1].result'",
+                     "--max-payload"});
+    cases.push_back({"report error", report_of(2, "", std::string(9, 'e')),
+                     report_of(2, "", std::string(8, 'e')), "'results[0].error'", "--max-text"});
+  }
   {
     protocol::submit four{{spec("p"), spec("p"), spec("p"), spec("p")}};
     protocol::submit three{{spec("p"), spec("p"), spec("p")}};

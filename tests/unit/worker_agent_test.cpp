@@ -4,6 +4,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -256,6 +257,44 @@ worker::handler gated(const worker::stop_source& gate) {
   };
 }
 
+// The results of a report as text, to compare them all in one CHECK: "task/attempt completed:
+// result" or "task/attempt failed (retryable|fatal): error". A field that does not belong to the
+// outcome is shown too, so that it fails the comparison.
+std::vector<std::string> results_of(const incoming& m) {
+  INFO("got " << protocol::type_name(m.body));
+  REQUIRE(is<protocol::report>(m));
+  std::vector<std::string> out;
+  for (const auto& r : std::get<protocol::report>(m.body).results) {
+    std::string s = std::to_string(r.task) + "/" + std::to_string(r.attempt);
+    if (r.failed) {
+      s += std::string(" failed (") + (r.retryable ? "retryable" : "fatal") + "): " + r.error;
+      if (!r.result.empty()) s += " [result " + r.result + "]";
+    } else {
+      s += " completed: " + r.result;
+      if (!r.error.empty()) s += " [error " + r.error + "]";
+    }
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
+protocol::reported refusing(dispatch::task_id task, protocol::error_code code) {
+  return protocol::reported{{{task, code, "refused by the test"}}};
+}
+
+// Registers the agent, orders a drain and answers the parked fetch with `jobs`: the agent hands
+// them all back at once, in one report, which is returned unanswered. A drained agent fetches
+// nothing more, so the test sees only what concerns these results.
+incoming hand_back_while_draining(fake_dispatcher& d, std::vector<protocol::job> jobs,
+                                  std::uint32_t liveness = 20) {
+  d.reply(d.expect<protocol::register_worker>(), protocol::registered{50, liveness});
+  const auto f = d.expect<protocol::fetch>();
+  d.heartbeat_answer = order("drain");
+  d.reply(d.expect<protocol::heartbeat>(false), order("drain"));
+  d.reply(f, protocol::jobs{std::move(jobs)});
+  return d.expect<protocol::report>();
+}
+
 }  // namespace
 
 // ---- built-in handlers ----
@@ -404,12 +443,9 @@ TEST_CASE("agent registers, fetches, runs a job, reports it and says goodbye", "
   CHECK(std::get<protocol::fetch>(f.body).wait_ms == 200);
   d.reply(f, protocol::jobs{{wire_job(42, "echo", "hello", 7)}});
 
-  const auto c = d.expect<protocol::complete>();
-  const auto& done = std::get<protocol::complete>(c.body);
-  CHECK(done.task == 42);
-  CHECK(done.attempt == 7);
-  CHECK(done.result == "hello");
-  d.reply(c, protocol::ok{});
+  const auto c = d.expect<protocol::report>();
+  CHECK(results_of(c) == std::vector<std::string>{"42/7 completed: hello"});
+  d.reply(c, protocol::reported{});
 
   // Asked for the free slot while the job ran; a stopping agent waits for this answer.
   const auto f2 = d.expect<protocol::fetch>();
@@ -433,13 +469,9 @@ TEST_CASE("agent hands back jobs that arrive after stop", "[worker][agent]") {
   a.stop();
   d.reply(f, protocol::jobs{{wire_job(5, "echo", "late", 2)}});
 
-  const auto fl = d.expect<protocol::fail>();
-  const auto& failed = std::get<protocol::fail>(fl.body);
-  CHECK(failed.task == 5);
-  CHECK(failed.attempt == 2);
-  CHECK(failed.retryable);
-  CHECK(failed.error == "agent stopping");
-  d.reply(fl, protocol::ok{});
+  const auto fl = d.expect<protocol::report>();
+  CHECK(results_of(fl) == std::vector<std::string>{"5/2 failed (retryable): agent stopping"});
+  d.reply(fl, protocol::reported{});
   d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
   CHECK(r.join() == 0);
 }
@@ -489,12 +521,10 @@ TEST_CASE("agent reconnects to a silent dispatcher and keeps its running job", "
   d.reply(again, protocol::registered{1000, 3});
 
   gate.request_stop();
-  const auto c = d.expect<protocol::complete>();
+  const auto c = d.expect<protocol::report>();
   CHECK(c.peer == again.peer);
-  CHECK(std::get<protocol::complete>(c.body).task == 42);
-  CHECK(std::get<protocol::complete>(c.body).attempt == 3);
-  CHECK(std::get<protocol::complete>(c.body).result == "done x");
-  d.reply(c, protocol::ok{});
+  CHECK(results_of(c) == std::vector<std::string>{"42/3 completed: done x"});
+  d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(f2.peer == again.peer);
   a.stop();
@@ -514,7 +544,8 @@ TEST_CASE("agent resends an unacknowledged result after reconnecting", "[worker]
   const auto reg = d.expect<protocol::register_worker>();
   d.reply(reg, protocol::registered{50, 2});
   d.reply(d.expect<protocol::fetch>(), protocol::jobs{{wire_job(9, "echo", "e", 1)}});
-  const auto lost = d.expect<protocol::complete>(false);  // never acknowledged
+  const auto lost = d.expect<protocol::report>(false);  // never acknowledged
+  CHECK(results_of(lost) == std::vector<std::string>{"9/1 completed: e"});
 
   const auto again = d.expect<protocol::register_worker>(false);
   d.forget_backlog();
@@ -522,10 +553,10 @@ TEST_CASE("agent resends an unacknowledged result after reconnecting", "[worker]
   CHECK(std::get<protocol::register_worker>(again.body).running ==
         std::vector<dispatch::task_id>{9});
   d.reply(again, protocol::registered{1000, 3});
-  const auto c = d.expect<protocol::complete>();
+  const auto c = d.expect<protocol::report>();
   CHECK(c.peer == again.peer);
-  CHECK(std::get<protocol::complete>(c.body).task == 9);
-  d.reply(c, protocol::ok{});
+  CHECK(results_of(c) == std::vector<std::string>{"9/1 completed: e"});
+  d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(f2.peer == again.peer);
   a.stop();
@@ -609,7 +640,7 @@ TEST_CASE("agent stops a cancelled job and never reports it", "[worker][agent][c
 TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
           "[worker][agent][order]") {
   fake_dispatcher d;
-  worker::agent a(test_options(d));
+  worker::agent a(test_options(d, 2));
   a.add_handler("echo", builtin::echo);
   running_agent r(a);
 
@@ -619,16 +650,13 @@ TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
   d.heartbeat_answer = order("drain");
   d.reply(d.expect<protocol::heartbeat>(false), order("drain"));
 
-  // Jobs the parked fetch still brings go back at once instead of waiting for their lease.
-  d.reply(f, protocol::jobs{{wire_job(8, "echo", "x", 3)}});
+  // Jobs the parked fetch still brings go back at once instead of waiting for their lease, all
+  // in one report.
+  d.reply(f, protocol::jobs{{wire_job(8, "echo", "x", 3), wire_job(9, "echo", "y", 1)}});
   const auto fl = d.next_request();
-  INFO("got " << protocol::type_name(fl.body));
-  REQUIRE(is<protocol::fail>(fl));
-  CHECK(std::get<protocol::fail>(fl.body).task == 8);
-  CHECK(std::get<protocol::fail>(fl.body).attempt == 3);
-  CHECK(std::get<protocol::fail>(fl.body).retryable);
-  CHECK(std::get<protocol::fail>(fl.body).error == "worker draining");
-  d.reply(fl, protocol::ok{});
+  CHECK(results_of(fl) == std::vector<std::string>{"8/3 failed (retryable): worker draining",
+                                                   "9/1 failed (retryable): worker draining"});
+  d.reply(fl, protocol::reported{});
 
   // Heartbeats go on, fetches do not.
   const auto q = d.quiet_for(400ms);
@@ -637,7 +665,7 @@ TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
 
   d.heartbeat_answer = order("none");
   const auto f2 = d.expect<protocol::fetch>();
-  CHECK(std::get<protocol::fetch>(f2.body).max == 1);
+  CHECK(std::get<protocol::fetch>(f2.body).max == 2);
   a.stop();
   d.reply(f2, protocol::jobs{});
   d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
@@ -662,21 +690,14 @@ TEST_CASE("agent stops on a stop order: finishes and reports its job, then says 
   // Answered after the order, the parked fetch's job goes back at once: proof the order took.
   d.reply(f2, protocol::jobs{{wire_job(22, "held", "b", 1)}});
   const auto fl = d.next_request();
-  INFO("got " << protocol::type_name(fl.body));
-  REQUIRE(is<protocol::fail>(fl));
-  CHECK(std::get<protocol::fail>(fl.body).task == 22);
-  CHECK(std::get<protocol::fail>(fl.body).error == "agent stopping");
-  d.reply(fl, protocol::ok{});
+  CHECK(results_of(fl) == std::vector<std::string>{"22/1 failed (retryable): agent stopping"});
+  d.reply(fl, protocol::reported{});
 
   // The held job runs on; when it ends it is reported, and only then comes goodbye.
   gate.request_stop();
   const auto c = d.next_request();
-  INFO("got " << protocol::type_name(c.body));
-  REQUIRE(is<protocol::complete>(c));
-  CHECK(std::get<protocol::complete>(c.body).task == 21);
-  CHECK(std::get<protocol::complete>(c.body).attempt == 2);
-  CHECK(std::get<protocol::complete>(c.body).result == "done a");
-  d.reply(c, protocol::ok{});
+  CHECK(results_of(c) == std::vector<std::string>{"21/2 completed: done a"});
+  d.reply(c, protocol::reported{});
   const auto bye = d.next_request();
   INFO("got " << protocol::type_name(bye.body));
   REQUIRE(is<protocol::goodbye>(bye));
@@ -731,13 +752,220 @@ TEST_CASE("a handler extends its lease and sees the dispatcher's lease warning",
 
   gate.request_stop();
   const auto c = d.next_request();
-  INFO("got " << protocol::type_name(c.body));
-  REQUIRE(is<protocol::complete>(c));
-  CHECK(std::get<protocol::complete>(c.body).task == 31);
-  d.reply(c, protocol::ok{});
+  CHECK(results_of(c) == std::vector<std::string>{"31/6 completed: "});
+  d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
   a.stop();
   d.reply(f2, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+// ---- results reported together ----
+
+TEST_CASE("agent reports jobs that finished together in one report", "[worker][agent][report]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  worker::stop_source gate;
+  std::atomic<int> returned{0};
+  a.add_handler("held",
+                [&returned, h = gated(gate)](const worker::job& j, worker::job_control& control) {
+                  auto out = h(j, control);
+                  ++returned;
+                  return out;
+                });
+  running_agent r(a);
+
+  const auto reg = d.expect<protocol::register_worker>();
+  d.reply(reg, protocol::registered{50, 20});
+  d.reply(d.expect<protocol::fetch>(),
+          protocol::jobs{{wire_job(11, "held", "a", 1), wire_job(12, "held", "b", 2)}});
+
+  // Both jobs end while the agent registers again, so their results are ready at one moment.
+  d.reply(d.expect<protocol::heartbeat>(false),
+          protocol::error{protocol::error_code::not_registered, "who are you"});
+  const auto again = d.expect<protocol::register_worker>();
+  CHECK(std::get<protocol::register_worker>(again.body).running ==
+        std::vector<dispatch::task_id>{11, 12});
+  gate.request_stop();
+  REQUIRE(eventually([&] { return returned.load() == 2; }));
+  std::this_thread::sleep_for(500ms);  // for the job threads to pass the results on
+  d.reply(again, protocol::registered{50, 20});
+
+  const auto rep = d.expect<protocol::report>();
+  auto results = results_of(rep);
+  std::sort(results.begin(), results.end());  // the jobs' threads race to the finish
+  CHECK(results == std::vector<std::string>{"11/1 completed: done a", "12/2 completed: done b"});
+  d.reply(rep, protocol::reported{});
+
+  const auto f2 = d.expect<protocol::fetch>();
+  CHECK(std::get<protocol::fetch>(f2.body).max == 2);
+  a.stop();
+  d.reply(f2, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent drops a result its report got refused and carries on", "[worker][agent][report]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto rep =
+      hand_back_while_draining(d, {wire_job(61, "echo", "x", 1), wire_job(62, "echo", "y", 4)});
+  CHECK(results_of(rep) == std::vector<std::string>{"61/1 failed (retryable): worker draining",
+                                                    "62/4 failed (retryable): worker draining"});
+  d.reply(rep, refusing(61, protocol::error_code::stale_lease));
+
+  // Neither result is sent again: the refused one is dropped, the other one was applied.
+  const auto q = d.quiet_for(300ms);
+  CHECK(q.heartbeats >= 2);
+  CHECK(q.others.empty());
+
+  // The agent goes on working: a new job is run and reported.
+  d.heartbeat_answer = order("none");
+  const auto f2 = d.expect<protocol::fetch>();
+  CHECK(std::get<protocol::fetch>(f2.body).max == 2);
+  d.reply(f2, protocol::jobs{{wire_job(63, "echo", "z", 1)}});
+  const auto c = d.expect<protocol::report>();
+  CHECK(results_of(c) == std::vector<std::string>{"63/1 completed: z"});
+  d.reply(c, protocol::reported{});
+
+  const auto f3 = d.expect<protocol::fetch>();
+  a.stop();
+  d.reply(f3, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent sends a whole report again after registering when it was not registered",
+          "[worker][agent][report]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto rep =
+      hand_back_while_draining(d, {wire_job(71, "echo", "x", 2), wire_job(72, "echo", "y", 1)});
+  const std::vector<std::string> expected{"71/2 failed (retryable): worker draining",
+                                          "72/1 failed (retryable): worker draining"};
+  CHECK(results_of(rep) == expected);
+  d.reply(rep, protocol::error{protocol::error_code::not_registered, "who are you"});
+
+  // Until the dispatcher has their results, the tasks are still this worker's.
+  const auto again = d.expect<protocol::register_worker>();
+  CHECK(again.peer == rep.peer);  // same connection
+  CHECK(std::get<protocol::register_worker>(again.body).running ==
+        std::vector<dispatch::task_id>{71, 72});
+  d.reply(again, protocol::registered{50, 20});
+
+  const auto resent = d.expect<protocol::report>();
+  CHECK(results_of(resent) == expected);
+  d.reply(resent, protocol::reported{});
+
+  const auto q = d.quiet_for(300ms);
+  CHECK(q.heartbeats >= 2);
+  CHECK(q.others.empty());
+  a.stop();
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent never resends the result of a task cancelled while its report awaits an answer",
+          "[worker][agent][report][cancel]") {
+  fake_dispatcher d;
+  worker::agent_options o = test_options(d, 2);
+  o.reconnect_min = 50ms;
+  worker::agent a(o);
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  // Lost after 300 ms of silence.
+  const auto rep =
+      hand_back_while_draining(d, {wire_job(81, "echo", "x", 1), wire_job(82, "echo", "y", 5)}, 6);
+  CHECK(results_of(rep) == std::vector<std::string>{"81/1 failed (retryable): worker draining",
+                                                    "82/5 failed (retryable): worker draining"});
+  protocol::heartbeat_reply cancel = order("drain");
+  cancel.cancel = {81};
+  d.reply(d.expect<protocol::heartbeat>(false), cancel);
+
+  // The report is never answered and the dispatcher falls silent: the agent reconnects and
+  // sends again what is still unacknowledged, which is no longer the cancelled task's result.
+  const auto again = d.expect<protocol::register_worker>(false);
+  d.forget_backlog();
+  CHECK(again.peer != rep.peer);
+  CHECK(std::get<protocol::register_worker>(again.body).running ==
+        std::vector<dispatch::task_id>{82});
+  d.reply(again, protocol::registered{1000, 3});
+
+  const auto resent = d.expect<protocol::report>();
+  CHECK(resent.peer == again.peer);
+  CHECK(results_of(resent) == std::vector<std::string>{"82/5 failed (retryable): worker draining"});
+  d.reply(resent, protocol::reported{});
+
+  const auto q = d.quiet_for(300ms);
+  CHECK(q.others.empty());
+  a.stop();
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("the answer to a report acknowledges the results beside a cancelled one",
+          "[worker][agent][report][cancel]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto rep =
+      hand_back_while_draining(d, {wire_job(91, "echo", "x", 1), wire_job(92, "echo", "y", 3)});
+  CHECK(results_of(rep).size() == 2);
+  protocol::heartbeat_reply cancel = order("drain");
+  cancel.cancel = {91};
+  d.reply(d.expect<protocol::heartbeat>(false), cancel);
+  // As a dispatcher would: the cancelled task's result is refused, the other one applied.
+  d.reply(rep, refusing(91, protocol::error_code::invalid_state));
+
+  // Registering again shows what the agent still holds: nothing, and nothing is resent.
+  d.reply(d.expect<protocol::heartbeat>(false),
+          protocol::error{protocol::error_code::not_registered, "who are you"});
+  const auto again = d.expect<protocol::register_worker>();
+  CHECK(std::get<protocol::register_worker>(again.body).running.empty());
+  d.reply(again, protocol::registered{50, 20});
+
+  const auto q = d.quiet_for(300ms);
+  CHECK(q.heartbeats >= 2);
+  CHECK(q.others.empty());
+  a.stop();
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
+TEST_CASE("agent sends the results of a report refused as too large one by one",
+          "[worker][agent][report]") {
+  fake_dispatcher d;
+  worker::agent a(test_options(d, 2));
+  a.add_handler("echo", builtin::echo);
+  running_agent r(a);
+
+  const auto rep =
+      hand_back_while_draining(d, {wire_job(51, "echo", "x", 1), wire_job(52, "echo", "y", 2)});
+  CHECK(results_of(rep).size() == 2);
+  d.reply(rep, protocol::error{protocol::error_code::too_large, "results: above --max-batch"});
+
+  // Each alone, in their order; one refused as too large again is dropped, not split further.
+  const auto first = d.next_request();
+  CHECK(results_of(first) == std::vector<std::string>{"51/1 failed (retryable): worker draining"});
+  const auto second = d.next_request();
+  CHECK(results_of(second) == std::vector<std::string>{"52/2 failed (retryable): worker draining"});
+  d.reply(first, protocol::error{protocol::error_code::too_large, "results[0].error"});
+  d.reply(second, protocol::reported{});
+
+  const auto q = d.quiet_for(300ms);
+  CHECK(q.heartbeats >= 2);
+  CHECK(q.others.empty());
+  a.stop();
   d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
   CHECK(r.join() == 0);
 }
