@@ -367,7 +367,8 @@ void agent_loop::on_report_answer(const std::vector<sent_result>& sent,
     spdlog::warn("dispatcher refused a report of {} results ({}); sending them one by one",
                  sent.size(), describe(*err));
     outbox_.insert(outbox_.begin(), again.begin(), again.end());
-    flush_outbox(again.size());
+    for (std::size_t n = 0; n < again.size() && link_ == link::registered; ++n)
+      if (!send_report(1)) break;
     return;
   }
 
@@ -556,31 +557,35 @@ void agent_loop::flush_extends() {
   }
 }
 
-void agent_loop::flush_outbox(std::size_t alone) {
+void agent_loop::flush_outbox() {
   // Until registered, results wait here: sent after the next successful register.
   while (link_ == link::registered && !outbox_.empty()) {
     std::size_t count = 1;
     std::size_t bytes = report_size(outbox_.front());
-    while (alone == 0 && count < outbox_.size() && count < max_report_results) {
+    while (count < outbox_.size() && count < max_report_results) {
       bytes += report_size(outbox_[count]);
       if (bytes > max_report_bytes) break;
       ++count;
     }
-    if (alone > 0) --alone;
-    protocol::report r;
-    r.results.reserve(count);
-    std::transform(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(count),
-                   std::back_inserter(r.results), to_wire);
-    // A failed send loses the connection and puts the unacknowledged results back in front of
-    // these, which stay in the outbox.
-    const auto id = send(std::move(r));
-    if (!id) break;
-    auto& sent = unacked_[*id];
-    for (; count > 0; --count) {
-      sent.push_back({std::move(outbox_.front())});
-      outbox_.pop_front();
-    }
+    if (!send_report(count)) break;
   }
+}
+
+bool agent_loop::send_report(std::size_t count) {
+  protocol::report r;
+  r.results.reserve(count);
+  std::transform(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(count),
+                 std::back_inserter(r.results), to_wire);
+  // A failed send loses the connection and puts the unacknowledged results back in front of
+  // these, which stay in the outbox.
+  const auto id = send(std::move(r));
+  if (!id) return false;
+  auto& sent = unacked_[*id];
+  for (; count > 0; --count) {
+    sent.push_back({std::move(outbox_.front())});
+    outbox_.pop_front();
+  }
+  return true;
 }
 
 void agent_loop::requeue_unacked() {

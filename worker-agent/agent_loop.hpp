@@ -96,8 +96,11 @@ class agent_loop {
 
   // Results
   void on_report_answer(const std::vector<sent_result>& sent, const protocol::reply_body& body);
-  // Sends the whole outbox as reports; the first `alone` results go one per report.
-  void flush_outbox(std::size_t alone = 0);
+  // Sends the whole outbox as reports, each within the protocol's and the frame's bounds.
+  void flush_outbox();
+  // Sends the first `count` results of the outbox as one report; false if the connection failed
+  // (they stay in the outbox).
+  bool send_report(std::size_t count);
   void requeue_unacked();
   void flush_extends();
   std::vector<task_id> held_tasks() const;

@@ -127,12 +127,13 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
               stamp = payload_stamp(job.payload);
               local.hold_ns.push_back(static_cast<double>(at - stamp));
             }
-            if (options_.complete_each)
+            if (options_.complete_each) {
               s.reports.emplace(s.wire->send(protocol::complete{job.task, job.attempt, {}}),
                                 std::vector<std::int64_t>{stamp});
-            else
+            } else {
               done.results.push_back({job.task, job.attempt, false, {}, {}, true});
-            stamps.push_back(stamp);
+              stamps.push_back(stamp);
+            }
           }
           if (!done.results.empty())
             s.reports.emplace(s.wire->send(std::move(done)), std::move(stamps));

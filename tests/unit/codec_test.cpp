@@ -563,6 +563,17 @@ TEST_CASE("fetch, complete and fail validation") {
   check_bad_field(raw_map(fl).set("error", std::vector<char>{'x'}).bytes(), "error");
 }
 
+// The checks every list of maps in a request gets: required, 1..10,000 entries, each a map.
+void check_list_of_maps(const std::string& request_bytes, const std::string& key,
+                        const raw_map& valid_element) {
+  check_bad_field(raw_map(request_bytes).erase(key).bytes(), key);
+  check_bad_field(raw_map(request_bytes).set(key, std::vector<int>{}).bytes(), key);
+  check_bad_field(raw_map(request_bytes).set(key, std::vector<int>{1}).bytes(), key + "[0]");
+  msgpack::zone z;
+  std::vector<msgpack::object> many(10001, valid_element.object_in(z));
+  check_bad_field(raw_map(request_bytes).set(key, many).bytes(), key);
+}
+
 // A report whose results[1] is `broken` and results[0] valid.
 std::string report_with_second(const raw_map& broken) {
   msgpack::zone z;
@@ -606,13 +617,7 @@ TEST_CASE("report validation names the result and field") {
   check_bad_field(report_with_second(minimal_result().set("retryable", 1)),
                   "results[1].retryable");
 
-  const std::string base = encoded(request{1, report{{task_result{}}}});
-  check_bad_field(raw_map(base).erase("results").bytes(), "results");
-  check_bad_field(raw_map(base).set("results", std::vector<int>{}).bytes(), "results");
-  check_bad_field(raw_map(base).set("results", std::vector<int>{1}).bytes(), "results[0]");
-  msgpack::zone z;
-  std::vector<msgpack::object> many(10001, minimal_result().object_in(z));
-  check_bad_field(raw_map(base).set("results", many).bytes(), "results");
+  check_list_of_maps(encoded(request{1, report{{task_result{}}}}), "results", minimal_result());
 }
 
 TEST_CASE("submit validation names the task and field") {
@@ -639,14 +644,9 @@ TEST_CASE("submit validation names the task and field") {
                   "tasks[3].tags[1]");
 
   const std::string base = encoded(request{1, submit{{task_spec{"p", "t", 0, "", {}, 3, 300000, 0, 0, 0, "", "", ""}}}});
-  check_bad_field(raw_map(base).erase("tasks").bytes(), "tasks");
-  check_bad_field(raw_map(base).set("tasks", std::vector<int>{}).bytes(), "tasks");
-  check_bad_field(raw_map(base).set("tasks", std::vector<int>{1}).bytes(), "tasks[0]");
-
+  check_list_of_maps(base, "tasks", valid_spec());
   msgpack::zone z;
-  std::vector<msgpack::object> many(10001, valid_spec().object_in(z));
-  check_bad_field(raw_map(base).set("tasks", many).bytes(), "tasks");
-  many.pop_back();
+  std::vector<msgpack::object> many(10000, valid_spec().object_in(z));
   CHECK(std::get<submit>(decode_ok(raw_map(base).set("tasks", many).bytes()).body).tasks.size() ==
         10000);
 }

@@ -216,6 +216,24 @@ class running_agent {
   std::thread thread_;
 };
 
+// For `period`, the agent sends nothing but heartbeats, at least `min_heartbeats` of them.
+void expect_only_heartbeats(fake_dispatcher& d, std::chrono::milliseconds period,
+                            int min_heartbeats) {
+  const auto q = d.quiet_for(period);
+  CHECK(q.heartbeats >= min_heartbeats);
+  CHECK(q.others.empty());
+}
+
+// Ends a test as a dispatcher would see an agent told to stop: its open fetch (if it has one)
+// answered empty, its goodbye answered ok; the agent must then exit with 0.
+void stop_and_part(fake_dispatcher& d, worker::agent& a, running_agent& r,
+                   const incoming* open_fetch = nullptr) {
+  a.stop();
+  if (open_fetch) d.reply(*open_fetch, protocol::jobs{});
+  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
+  CHECK(r.join() == 0);
+}
+
 worker::agent_options test_options(const fake_dispatcher& d, std::uint32_t capacity = 1) {
   worker::agent_options o;
   o.endpoint = d.endpoint();
@@ -492,10 +510,7 @@ TEST_CASE("agent registers again when the dispatcher no longer knows it", "[work
   CHECK(again.peer == reg.peer);  // same connection
   d.reply(again, protocol::registered{50, 3});
   const auto f = d.expect<protocol::fetch>();
-  a.stop();
-  d.reply(f, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f);
 }
 
 TEST_CASE("agent reconnects to a silent dispatcher and keeps its running job", "[worker][agent]") {
@@ -527,10 +542,7 @@ TEST_CASE("agent reconnects to a silent dispatcher and keeps its running job", "
   d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(f2.peer == again.peer);
-  a.stop();
-  d.reply(f2, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f2);
 }
 
 TEST_CASE("agent resends an unacknowledged result after reconnecting", "[worker][agent]") {
@@ -559,10 +571,7 @@ TEST_CASE("agent resends an unacknowledged result after reconnecting", "[worker]
   d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(f2.peer == again.peer);
-  a.stop();
-  d.reply(f2, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f2);
 }
 
 TEST_CASE("agent takes a plain ok heartbeat answer from an older dispatcher", "[worker][agent]") {
@@ -578,13 +587,8 @@ TEST_CASE("agent takes a plain ok heartbeat answer from an older dispatcher", "[
   d.reply(reg, protocol::registered{100, 10});
   const auto f = d.expect<protocol::fetch>();
   // Many heartbeat intervals pass: the connection is kept (no new register), heartbeats go on.
-  const auto q = d.quiet_for(600ms);
-  CHECK(q.heartbeats >= 3);
-  CHECK(q.others.empty());
-  a.stop();
-  d.reply(f, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  expect_only_heartbeats(d, 600ms, 3);
+  stop_and_part(d, a, r, &f);
 }
 
 TEST_CASE("agent stops a cancelled job and never reports it", "[worker][agent][cancel]") {
@@ -659,17 +663,12 @@ TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
   d.reply(fl, protocol::reported{});
 
   // Heartbeats go on, fetches do not.
-  const auto q = d.quiet_for(400ms);
-  CHECK(q.heartbeats >= 3);
-  CHECK(q.others.empty());
+  expect_only_heartbeats(d, 400ms, 3);
 
   d.heartbeat_answer = order("none");
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(std::get<protocol::fetch>(f2.body).max == 2);
-  a.stop();
-  d.reply(f2, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f2);
 }
 
 TEST_CASE("agent stops on a stop order: finishes and reports its job, then says goodbye",
@@ -755,10 +754,7 @@ TEST_CASE("a handler extends its lease and sees the dispatcher's lease warning",
   CHECK(results_of(c) == std::vector<std::string>{"31/6 completed: "});
   d.reply(c, protocol::reported{});
   const auto f2 = d.expect<protocol::fetch>();
-  a.stop();
-  d.reply(f2, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f2);
 }
 
 // ---- results reported together ----
@@ -800,10 +796,7 @@ TEST_CASE("agent reports jobs that finished together in one report", "[worker][a
 
   const auto f2 = d.expect<protocol::fetch>();
   CHECK(std::get<protocol::fetch>(f2.body).max == 2);
-  a.stop();
-  d.reply(f2, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f2);
 }
 
 TEST_CASE("agent drops a result its report got refused and carries on", "[worker][agent][report]") {
@@ -819,9 +812,7 @@ TEST_CASE("agent drops a result its report got refused and carries on", "[worker
   d.reply(rep, refusing(61, protocol::error_code::stale_lease));
 
   // Neither result is sent again: the refused one is dropped, the other one was applied.
-  const auto q = d.quiet_for(300ms);
-  CHECK(q.heartbeats >= 2);
-  CHECK(q.others.empty());
+  expect_only_heartbeats(d, 300ms, 2);
 
   // The agent goes on working: a new job is run and reported.
   d.heartbeat_answer = order("none");
@@ -833,10 +824,7 @@ TEST_CASE("agent drops a result its report got refused and carries on", "[worker
   d.reply(c, protocol::reported{});
 
   const auto f3 = d.expect<protocol::fetch>();
-  a.stop();
-  d.reply(f3, protocol::jobs{});
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  stop_and_part(d, a, r, &f3);
 }
 
 TEST_CASE("agent sends a whole report again after registering when it was not registered",
@@ -864,12 +852,8 @@ TEST_CASE("agent sends a whole report again after registering when it was not re
   CHECK(results_of(resent) == expected);
   d.reply(resent, protocol::reported{});
 
-  const auto q = d.quiet_for(300ms);
-  CHECK(q.heartbeats >= 2);
-  CHECK(q.others.empty());
-  a.stop();
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  expect_only_heartbeats(d, 300ms, 2);
+  stop_and_part(d, a, r);
 }
 
 TEST_CASE("agent never resends the result of a task cancelled while its report awaits an answer",
@@ -904,11 +888,8 @@ TEST_CASE("agent never resends the result of a task cancelled while its report a
   CHECK(results_of(resent) == std::vector<std::string>{"82/5 failed (retryable): worker draining"});
   d.reply(resent, protocol::reported{});
 
-  const auto q = d.quiet_for(300ms);
-  CHECK(q.others.empty());
-  a.stop();
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  expect_only_heartbeats(d, 300ms, 0);
+  stop_and_part(d, a, r);
 }
 
 TEST_CASE("the answer to a report acknowledges the results beside a cancelled one",
@@ -934,12 +915,8 @@ TEST_CASE("the answer to a report acknowledges the results beside a cancelled on
   CHECK(std::get<protocol::register_worker>(again.body).running.empty());
   d.reply(again, protocol::registered{50, 20});
 
-  const auto q = d.quiet_for(300ms);
-  CHECK(q.heartbeats >= 2);
-  CHECK(q.others.empty());
-  a.stop();
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  expect_only_heartbeats(d, 300ms, 2);
+  stop_and_part(d, a, r);
 }
 
 TEST_CASE("agent sends the results of a report refused as too large one by one",
@@ -962,12 +939,8 @@ TEST_CASE("agent sends the results of a report refused as too large one by one",
   d.reply(first, protocol::error{protocol::error_code::too_large, "results[0].error"});
   d.reply(second, protocol::reported{});
 
-  const auto q = d.quiet_for(300ms);
-  CHECK(q.heartbeats >= 2);
-  CHECK(q.others.empty());
-  a.stop();
-  d.reply(d.expect<protocol::goodbye>(), protocol::ok{});
-  CHECK(r.join() == 0);
+  expect_only_heartbeats(d, 300ms, 2);
+  stop_and_part(d, a, r);
 }
 
 TEST_CASE("agent refuses a served type without a handler", "[worker][agent]") {
