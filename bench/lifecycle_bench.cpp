@@ -38,6 +38,7 @@ run_figures run_dispatch(zmq::context_t& context, const common_options& o,
   f.endpoint = daemon.work_endpoint();
   f.token = daemon.tokens().token(role::worker);
   f.workers = workers;
+  f.threads = max_worker_threads;
   f.capacity = o.capacity;
   f.complete_each = o.complete_each;
   worker_fleet fleet(context, f);
@@ -86,7 +87,8 @@ int run(int argc, char** argv) {
                   {"fetch_max", o.capacity},
                   {"fetch_wait_ms", fleet_options{}.wait_ms},
                   {"completion", o.complete_each ? "complete per job" : "report per fetch"},
-                  {"priorities", priority_levels}};
+                  {"priorities", priority_levels},
+                  {"max_worker_threads", max_worker_threads}};
   rep.note("tasks_per_s: from the first submit sent to the last completion acknowledged");
   rep.note(
       "beanstalkd: binlog on (-b), no fsync option; a worker of capacity C is C "

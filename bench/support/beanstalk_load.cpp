@@ -18,12 +18,13 @@ using std::chrono::milliseconds;
 constexpr int reserve_timeout_s = 1;
 constexpr std::uint32_t ttr_s = 60;
 
-// One emulated worker: `capacity` connections, each reserving and deleting one job at a time.
-void run_worker(int port, std::uint32_t capacity, const thread_group& group,
-                completion_counter& done) {
+// Emulated workers on one thread: `connections` (capacity times workers), each reserving and
+// deleting one job at a time.
+void run_workers(int port, std::size_t connections, const thread_group& group,
+                 completion_counter& done) {
   std::vector<std::unique_ptr<beanstalk_connection>> conns;
   std::vector<pollfd> fds;
-  for (std::uint32_t i = 0; i < capacity; ++i) {
+  for (std::size_t i = 0; i < connections; ++i) {
     conns.push_back(std::make_unique<beanstalk_connection>(port));
     conns.back()->reserve(reserve_timeout_s);
     conns.back()->flush();
@@ -65,8 +66,9 @@ std::uint32_t beanstalk_priority(int ours) {
 double run_beanstalk_load(const beanstalk_load& load) {
   thread_group group;
   completion_counter done;
-  for (std::size_t w = 0; w < load.workers; ++w)
-    group.spawn([&] { run_worker(load.port, load.capacity, group, done); });
+  split_workers(load.workers, max_worker_threads, [&](std::size_t, std::size_t count) {
+    group.spawn([&, count] { run_workers(load.port, count * load.capacity, group, done); });
+  });
 
   beanstalk_connection producer(load.port);
   priority_source priorities;

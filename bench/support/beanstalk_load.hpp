@@ -5,7 +5,8 @@
 // fetch. beanstalkd answers the commands of one connection strictly in order, and a blocking
 // reserve holds up every command behind it, so one connection cannot keep C reserves waiting
 // and still get its deletes through. A worker of capacity C is therefore C connections, each
-// holding at most one job: reserve, then `delete` and the next reserve in one write.
+// holding at most one job: reserve, then `delete` and the next reserve in one write. The workers
+// share at most max_worker_threads threads, like the dispatch workers of the same run.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
 #include "bench/support/threads.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 
@@ -70,6 +71,15 @@ std::int64_t completion_counter::wait(std::uint64_t n, std::chrono::seconds stal
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return last_ns_.load();
+}
+
+void split_workers(std::size_t workers, std::size_t threads,
+                   const std::function<void(std::size_t first, std::size_t count)>& share) {
+  if (workers == 0) return;
+  threads = threads == 0 ? workers : std::min(threads, workers);
+  const std::size_t per = (workers + threads - 1) / threads;
+  for (std::size_t first = 0; first < workers; first += per)
+    share(first, std::min(per, workers - first));
 }
 
 }  // namespace dispatch::bench

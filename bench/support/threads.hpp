@@ -35,6 +35,16 @@ class thread_group {
   std::vector<std::thread> threads_;
 };
 
+// The lifecycle runs the K workers of either system on at most this many bench threads, each
+// polling the connections of its share of them: more load-generator threads than the machine
+// has cores only add context switches, and the daemon under test pays for them.
+constexpr std::size_t max_worker_threads = 4;
+
+// Splits `workers` into at most `threads` (0: one per worker) contiguous shares of nearly
+// equal size and calls share(first, count) for each.
+void split_workers(std::size_t workers, std::size_t threads,
+                   const std::function<void(std::size_t first, std::size_t count)>& share);
+
 // Completions counted from several threads, with the time of the latest one.
 class completion_counter {
  public:

@@ -30,13 +30,9 @@ struct session {
 
 worker_fleet::worker_fleet(zmq::context_t& context, fleet_options options)
     : context_(context), options_(std::move(options)) {
-  const std::size_t threads =
-      options_.threads == 0 ? options_.workers : std::min(options_.threads, options_.workers);
-  const std::size_t per = (options_.workers + threads - 1) / threads;
-  for (std::size_t first = 0; first < options_.workers; first += per) {
-    const std::size_t count = std::min(per, options_.workers - first);
+  split_workers(options_.workers, options_.threads, [this](std::size_t first, std::size_t count) {
     threads_.spawn([this, first, count] { run(first, count); });
-  }
+  });
   const bool all =
       wait_until([&] { return threads_.stopping() || registered_.load() == options_.workers; },
                  std::chrono::seconds(300), milliseconds(2));
