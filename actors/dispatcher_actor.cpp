@@ -599,9 +599,9 @@ struct dispatcher_state {
     }
     const auto& t = it->second;
     if (attempt != 0 && attempt != t.attempts) {
-      why = {error_code::stale_lease, "attempt " + std::to_string(attempt) + " of task " +
-                                          std::to_string(tid) + " is stale; the current attempt is " +
-                                          std::to_string(t.attempts)};
+      why = {error_code::stale_lease,
+             "attempt " + std::to_string(attempt) + " of task " + std::to_string(tid) +
+                 " is stale; the current attempt is " + std::to_string(t.attempts)};
       return live.end();
     }
     if (t.status != task_status::running || !w.held.count(tid)) {
@@ -613,9 +613,9 @@ struct dispatcher_state {
   }
 
   // find_held(), answering the refusal to request `id` of `from`.
-  std::unordered_map<task_id, task>::iterator held_task(const peer_address& from,
-                                                        std::uint64_t id, const worker_record& w,
-                                                        task_id tid, std::uint32_t attempt) {
+  std::unordered_map<task_id, task>::iterator held_task(const peer_address& from, std::uint64_t id,
+                                                        const worker_record& w, task_id tid,
+                                                        std::uint32_t attempt) {
     refusal why;
     auto it = find_held(w, tid, attempt, why);
     if (it == live.end()) refuse(from, id, why.code, std::move(why.message));

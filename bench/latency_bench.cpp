@@ -72,8 +72,12 @@ int run(int argc, char** argv) {
   raise_open_file_limit();
 
   report rep("latency", o.repetitions);
-  rep.params() = {{"seconds", seconds},         {"workers", workers},  {"capacity", o.capacity},
-                  {"payload_bytes", o.payload}, {"durability", "wal"}, {"tick_ms", 1},
+  rep.params() = {{"seconds", seconds},
+                  {"workers", workers},
+                  {"capacity", o.capacity},
+                  {"payload_bytes", o.payload},
+                  {"durability", "wal"},
+                  {"tick_ms", 1},
                   {"completion", o.complete_each ? "complete per job" : "report per fetch"}};
   rep.note(
       "hold: submit (payload stamp) -> the worker received the job; done: submit -> the "

@@ -125,8 +125,8 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
       ->check(CLI::Range(std::size_t{0}, std::size_t{256} << 20))
       ->capture_default_str();
   app.add_option("--max-batch", out.limits.max_batch,
-                 "Most tasks per submit and results per report; fetches and queries asking for more get "
-                 "this many")
+                 "Most tasks per submit and results per report; fetches and queries asking for "
+                 "more get this many")
       ->check(CLI::Range(std::size_t{1}, std::size_t{10000}))
       ->capture_default_str();
   app.add_option("--max-name", out.limits.max_name,

@@ -12,9 +12,8 @@ message_family family_of(const protocol::request_body& body) {
         using namespace protocol;
         if constexpr (std::is_same_v<T, register_worker> || std::is_same_v<T, fetch> ||
                       std::is_same_v<T, complete> || std::is_same_v<T, fail> ||
-                      std::is_same_v<T, report> ||
-                      std::is_same_v<T, heartbeat> || std::is_same_v<T, goodbye> ||
-                      std::is_same_v<T, extend>)
+                      std::is_same_v<T, report> || std::is_same_v<T, heartbeat> ||
+                      std::is_same_v<T, goodbye> || std::is_same_v<T, extend>)
           return message_family::worker;
         else if constexpr (std::is_same_v<T, submit> || std::is_same_v<T, get_task> ||
                            std::is_same_v<T, cancel>)

@@ -181,8 +181,8 @@ struct configure_project {
 using request_body =
     std::variant<register_worker, fetch, complete, fail, heartbeat, goodbye, submit, get_task,
                  cancel, list_tasks, list_workers, list_projects, get_stats, pause_project,
-                 resume_project, configure_project, extend, retry_task, remove_task,
-                 worker_order, list_events, set_pool, report>;
+                 resume_project, configure_project, extend, retry_task, remove_task, worker_order,
+                 list_events, set_pool, report>;
 
 struct request {
   std::uint64_t id = 0;
@@ -325,9 +325,9 @@ struct error {  // "error"
 // A result of a "report" that was not applied, and why (the error a complete or fail of that
 // job alone would have got).
 struct refused_result {
-  task_id task = 0;   // "task"
+  task_id task = 0;                        // "task"
   error_code code = error_code::internal;  // "code"
-  std::string message;  // "message"
+  std::string message;                     // "message"
 };
 
 // "reported": reply to report, once every applied result is stored; `refused` lists the others
@@ -336,9 +336,8 @@ struct reported {
   std::vector<refused_result> refused;  // "refused"
 };
 
-using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list,
-                                worker_list, project_list, stats, error, heartbeat_reply,
-                                event_list, reported>;
+using reply_body = std::variant<registered, jobs, ok, submitted, task_info, task_list, worker_list,
+                                project_list, stats, error, heartbeat_reply, event_list, reported>;
 
 struct reply {
   std::uint64_t id = 0;  // the request id this answers; 0 when the request had none readable

@@ -140,8 +140,8 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
           if (const auto* answer = std::get_if<protocol::reported>(&r->body);
               answer && !answer->refused.empty())
             throw std::runtime_error("worker " + std::to_string(first + i) + ": task " +
-                                     std::to_string(answer->refused.front().task) + " refused: " +
-                                     answer->refused.front().message);
+                                     std::to_string(answer->refused.front().task) +
+                                     " refused: " + answer->refused.front().message);
           const std::int64_t at = now_ns();
           if (options_.record_latency)
             for (const auto stamp : it->second)

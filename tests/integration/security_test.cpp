@@ -624,7 +624,8 @@ TEST_CASE("security: every size limit refuses with too_large, naming the field a
   const std::vector<limit_case> cases = {
       {"payload", &work, with([](auto& s) { s.payload = std::string(101, 'x'); }),
        "'tasks[0].payload': 101 bytes exceeds the limit of 100", "--max-payload"},
-      {"batch", &work, protocol::submit{{echo_task("p"), echo_task("p"), echo_task("p"), echo_task("p")}},
+      {"batch", &work,
+       protocol::submit{{echo_task("p"), echo_task("p"), echo_task("p"), echo_task("p")}},
        "'tasks': 4 entries exceed the limit of 3", "--max-batch"},
       {"project", &work, protocol::submit{{echo_task(std::string(11, 'p'))}}, "'tasks[0].project'",
        "--max-name"},

@@ -598,11 +598,12 @@ TEST_CASE("report validation names the result and field") {
   CHECK(body.results[1].attempt == 0);
   CHECK_FALSE(body.results[1].failed);
   CHECK(body.results[1].retryable);
-  const auto f = std::get<report>(decode_ok(report_with_second(minimal_result()
-                                                                  .set("outcome", std::string("failed"))
-                                                                  .set("error", std::string("boom"))))
-                                      .body)
-                     .results[1];
+  const auto f =
+      std::get<report>(decode_ok(report_with_second(minimal_result()
+                                                        .set("outcome", std::string("failed"))
+                                                        .set("error", std::string("boom"))))
+                           .body)
+          .results[1];
   CHECK(f.failed);
   CHECK(f.error == "boom");
 
@@ -614,8 +615,7 @@ TEST_CASE("report validation names the result and field") {
   check_bad_field(report_with_second(minimal_result().set("attempt", 1ull << 32)),
                   "results[1].attempt");
   check_bad_field(report_with_second(minimal_result().set("result", 5)), "results[1].result");
-  check_bad_field(report_with_second(minimal_result().set("retryable", 1)),
-                  "results[1].retryable");
+  check_bad_field(report_with_second(minimal_result().set("retryable", 1)), "results[1].retryable");
 
   check_list_of_maps(encoded(request{1, report{{task_result{}}}}), "results", minimal_result());
 }

@@ -625,8 +625,8 @@ TEST_CASE("limit_refusal names the field and the option of every limit", "[secur
       r.results.front().error = std::move(error);
       return r;
     };
-    cases.push_back({"report size", report_of(4, "", ""), report_of(3, "", ""), "'results'",
-                     "--max-batch"});
+    cases.push_back(
+        {"report size", report_of(4, "", ""), report_of(3, "", ""), "'results'", "--max-batch"});
     cases.push_back({"report result", report_of(2, std::string(11, 'r'), ""),
                      report_of(2, std::string(10, 'r'), ""), "'results[1].result'",
                      "--max-payload"});

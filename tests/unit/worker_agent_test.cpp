@@ -243,6 +243,20 @@ worker::agent_options test_options(const fake_dispatcher& d, std::uint32_t capac
   return o;
 }
 
+// The start of most tests: a dispatcher double and a running agent of `capacity` slots with the
+// echo handler. TEST_CASE_METHOD(echo_agent<2>, ...) gives the test body d, a and r.
+template <std::uint32_t capacity>
+struct echo_agent {
+  echo_agent() : a(test_options(d, capacity)), r(with_echo(a)) {}
+  static worker::agent& with_echo(worker::agent& agent) {
+    agent.add_handler("echo", builtin::echo);
+    return agent;
+  }
+  fake_dispatcher d;
+  worker::agent a;
+  running_agent r;  // last: stops the agent before the rest goes
+};
+
 protocol::job wire_job(dispatch::task_id task, std::string type, std::string payload,
                        std::uint32_t attempt) {
   protocol::job j;
@@ -441,12 +455,8 @@ TEST_CASE("job_control carries stops, lease warnings and extensions", "[worker][
 
 // ---- the agent against a fake dispatcher ----
 
-TEST_CASE("agent registers, fetches, runs a job, reports it and says goodbye", "[worker][agent]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>, "agent registers, fetches, runs a job, reports it and says goodbye",
+                 "[worker][agent]") {
   const auto reg = d.expect<protocol::register_worker>();
   const auto& rw = std::get<protocol::register_worker>(reg.body);
   CHECK(rw.worker == "test-worker");
@@ -475,12 +485,7 @@ TEST_CASE("agent registers, fetches, runs a job, reports it and says goodbye", "
   CHECK(r.join() == 0);
 }
 
-TEST_CASE("agent hands back jobs that arrive after stop", "[worker][agent]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<1>, "agent hands back jobs that arrive after stop", "[worker][agent]") {
   const auto reg = d.expect<protocol::register_worker>();
   d.reply(reg, protocol::registered{1000, 3});
   const auto f = d.expect<protocol::fetch>();
@@ -494,12 +499,8 @@ TEST_CASE("agent hands back jobs that arrive after stop", "[worker][agent]") {
   CHECK(r.join() == 0);
 }
 
-TEST_CASE("agent registers again when the dispatcher no longer knows it", "[worker][agent]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<1>, "agent registers again when the dispatcher no longer knows it",
+                 "[worker][agent]") {
   const auto reg = d.expect<protocol::register_worker>();
   d.reply(reg, protocol::registered{50, 3});
   const auto hb = d.expect<protocol::heartbeat>(false);
@@ -641,13 +642,9 @@ TEST_CASE("agent stops a cancelled job and never reports it", "[worker][agent][c
   CHECK(r.join() == 0);
 }
 
-TEST_CASE("agent stops fetching on a drain order and resumes when it is lifted",
-          "[worker][agent][order]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>,
+                 "agent stops fetching on a drain order and resumes when it is lifted",
+                 "[worker][agent][order]") {
   const auto reg = d.expect<protocol::register_worker>();
   d.reply(reg, protocol::registered{50, 20});
   const auto f = d.expect<protocol::fetch>();  // parked at the dispatcher
@@ -799,12 +796,8 @@ TEST_CASE("agent reports jobs that finished together in one report", "[worker][a
   stop_and_part(d, a, r, &f2);
 }
 
-TEST_CASE("agent drops a result its report got refused and carries on", "[worker][agent][report]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>, "agent drops a result its report got refused and carries on",
+                 "[worker][agent][report]") {
   const auto rep =
       hand_back_while_draining(d, {wire_job(61, "echo", "x", 1), wire_job(62, "echo", "y", 4)});
   CHECK(results_of(rep) == std::vector<std::string>{"61/1 failed (retryable): worker draining",
@@ -827,13 +820,9 @@ TEST_CASE("agent drops a result its report got refused and carries on", "[worker
   stop_and_part(d, a, r, &f3);
 }
 
-TEST_CASE("agent sends a whole report again after registering when it was not registered",
-          "[worker][agent][report]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>,
+                 "agent sends a whole report again after registering when it was not registered",
+                 "[worker][agent][report]") {
   const auto rep =
       hand_back_while_draining(d, {wire_job(71, "echo", "x", 2), wire_job(72, "echo", "y", 1)});
   const std::vector<std::string> expected{"71/2 failed (retryable): worker draining",
@@ -892,13 +881,9 @@ TEST_CASE("agent never resends the result of a task cancelled while its report a
   stop_and_part(d, a, r);
 }
 
-TEST_CASE("the answer to a report acknowledges the results beside a cancelled one",
-          "[worker][agent][report][cancel]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>,
+                 "the answer to a report acknowledges the results beside a cancelled one",
+                 "[worker][agent][report][cancel]") {
   const auto rep =
       hand_back_while_draining(d, {wire_job(91, "echo", "x", 1), wire_job(92, "echo", "y", 3)});
   CHECK(results_of(rep).size() == 2);
@@ -919,13 +904,9 @@ TEST_CASE("the answer to a report acknowledges the results beside a cancelled on
   stop_and_part(d, a, r);
 }
 
-TEST_CASE("agent sends the results of a report refused as too large one by one",
-          "[worker][agent][report]") {
-  fake_dispatcher d;
-  worker::agent a(test_options(d, 2));
-  a.add_handler("echo", builtin::echo);
-  running_agent r(a);
-
+TEST_CASE_METHOD(echo_agent<2>,
+                 "agent sends the results of a report refused as too large one by one",
+                 "[worker][agent][report]") {
   const auto rep =
       hand_back_while_draining(d, {wire_job(51, "echo", "x", 1), wire_job(52, "echo", "y", 2)});
   CHECK(results_of(rep).size() == 2);
