@@ -1296,28 +1296,63 @@ struct dispatcher_state {
     orphans.clear();
   }
 
-  // Asks the persistence actor to remove finished tasks and idempotency keys older than their
-  // retention; it answers with the count changes, and whether more is left to remove.
+  // Retention, in rounds: the store reader finds what has expired (many candidates a search,
+  // since a search may sort the index memtable) and the persistence actor deletes them a slice at
+  // a time with a pause between slices, so that the writes queued behind a slice wait little. A
+  // round ends with the search that reaches the end; the next starts purge_interval later.
   void run_purge() {
+    if (!retention.found.empty()) return purge_slice();
     const auto now = wall_now();
-    self->request(persistence, caf::infinite, purge_atom::value,
-                  now - settings.retention.count(), now - settings.idempotency_window.count())
+    retention.finished_before = now - settings.retention.count();
+    retention.keys_before = now - settings.idempotency_window.count();
+    self->request(reader, caf::infinite, purge_atom::value, retention.finished_before,
+                  retention.keys_before, retention.cursor)
         .then(
-            [=](const project_deltas& removed, bool more) {
+            [=](persistence::expired_entries& found, persistence::purge_cursor& cursor) {
+              retention.found = std::move(found);
+              retention.cursor = std::move(cursor);
+              if (retention.found.empty())
+                next_purge();
+              else
+                purge_slice();
+            },
+            [=](caf::error& e) { purge_failed(e); });
+  }
+
+  void purge_slice() {
+    self->request(persistence, caf::infinite, purge_atom::value,
+                  retention.found.take(purge_slice_size), retention.finished_before,
+                  retention.keys_before)
+        .then(
+            [=](const project_deltas& removed) {
               for (const auto& [name, d] : removed) {
                 auto& mine = deltas[name];
                 for (std::size_t i = 0; i < d.size(); ++i) mine[i] += d[i];
               }
               flush();
-              // Spread a large backlog over many short steps, so writes never wait long on it.
-              self->delayed_send(self, more ? std::chrono::milliseconds(100) : purge_interval,
-                                 purge_atom::value);
+              next_purge();
             },
-            [=](caf::error& e) {
-              spdlog::error("retention purge failed: {}", self->system().render(e));
-              self->delayed_send(self, purge_interval, purge_atom::value);
-            });
+            [=](caf::error& e) { purge_failed(e); });
   }
+
+  void next_purge() {
+    const bool more = !retention.found.empty() || retention.found.more;
+    self->delayed_send(self, more ? purge_pause : purge_interval, purge_atom::value);
+  }
+
+  void purge_failed(const caf::error& e) {
+    spdlog::error("retention purge failed: {}", self->system().render(e));
+    retention = retention_round{};
+    self->delayed_send(self, purge_interval, purge_atom::value);
+  }
+
+  struct retention_round {
+    persistence::purge_cursor cursor;
+    persistence::expired_entries found;  // candidates not yet handed to the persistence actor
+    millis finished_before = 0, keys_before = 0;  // the cutoffs they were found by
+  } retention;
+  static constexpr std::size_t purge_slice_size = 500;  // ~1 ms of the writer's time
+  static constexpr std::chrono::milliseconds purge_pause{10};
   static constexpr std::chrono::minutes purge_interval{10};
 
   void recover(persistence::recovered_state& r) {

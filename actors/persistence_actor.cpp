@@ -18,9 +18,6 @@ struct persistence_state {
 
 using persistence_actor = caf::stateful_actor<persistence_state>;
 
-// Items one purge step removes at most: small enough that writes queued behind it never wait long.
-constexpr std::size_t purge_step = 2000;
-
 project_deltas count_changes(const std::map<std::string, persistence::status_counts>& before,
                              const std::map<std::string, persistence::status_counts>& after) {
   project_deltas changes;
@@ -83,14 +80,14 @@ caf::behavior persistence(persistence_actor* self, shared_store store,
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return t;
       },
-      [=](purge_atom, millis finished_before, millis keys_before)
-          -> caf::result<project_deltas, bool> {
+      [=](purge_atom, const persistence::expired_entries& found, millis finished_before,
+          millis keys_before) -> caf::result<project_deltas> {
         auto& store = *self->state.store;
         const auto before = store.counts();
         persistence::purge_result outcome;
-        const auto s = store.purge(finished_before, keys_before, purge_step, outcome);
+        const auto s = store.purge(found, finished_before, keys_before, outcome);
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
-        return caf::result<project_deltas, bool>(count_changes(before, store.counts()), outcome.more);
+        return count_changes(before, store.counts());
       },
       [=](shutdown_atom) {
         flush(self);

@@ -4,9 +4,9 @@
 //
 //   (write_atom, write_batch)  -> ok_atom, or an error naming the store failure
 //   (find_atom, task_id)       -> task, or an error (not found)
-//   (purge_atom, finished_before, keys_before)
-//                              -> (project_deltas, more): one retention step; `more` when
-//                                 old items remain
+//   (purge_atom, expired_entries, finished_before, keys_before)
+//                              -> project_deltas: one retention step, deleting those of the
+//                                 candidates (found by the store reader) still expired
 //   (shutdown_atom)            -> writes what is queued, then quits
 #pragma once
 

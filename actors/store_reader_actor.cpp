@@ -7,6 +7,11 @@
 namespace dispatch::actors {
 namespace {
 
+// Entries one retention search examines at most. Each search may sort the index memtable (tens
+// of ms when it is full), so a search finds many candidates, which the dispatcher hands to the
+// persistence actor in small slices.
+constexpr std::size_t expired_per_find = 20'000;
+
 caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
   return {
       [store](list_atom,
@@ -21,6 +26,15 @@ caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
         const auto s = store->get_unfinished(ids, tasks);
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return tasks;
+      },
+      [store](purge_atom, millis finished_before, millis keys_before,
+              persistence::purge_cursor& cursor)
+          -> caf::result<persistence::expired_entries, persistence::purge_cursor> {
+        persistence::expired_entries found;
+        const auto s =
+            store->find_expired(finished_before, keys_before, expired_per_find, cursor, found);
+        if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
+        return {std::move(found), std::move(cursor)};
       },
   };
 }

@@ -9,6 +9,10 @@
 //   (read_atom, vector<id>)    -> task_list of those unfinished tasks, in that order (or an error
 //                                 if one is not unfinished or cannot be read): the dispatcher's
 //                                 read-ahead of parked tasks
+//   (purge_atom, finished_before, keys_before, purge_cursor)
+//                              -> (expired_entries, purge_cursor): the next candidates of a
+//                                 retention round, for the persistence actor to delete; the
+//                                 search may sort the index memtable, so it runs here
 //
 // It quits with the actor that spawned it (linked).
 #pragma once

@@ -482,15 +482,6 @@ struct cf_deleter {
 using cf_ptr = std::unique_ptr<rocksdb::ColumnFamilyHandle, cf_deleter>;
 using iterator_ptr = std::unique_ptr<rocksdb::Iterator>;
 
-// purge() works in rounds: one pass over "done" and one over "idempotency", each spread over as
-// many calls as the budget needs. A side whose pass is done waits for the other, so that the
-// round ends (and the caller hears "no more") once both are, instead of the two passes
-// restarting out of step forever.
-struct purge_pass {
-  std::string next;   // first key not examined yet; empty: the start
-  bool done = false;  // reached the end in this round
-};
-
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -522,10 +513,6 @@ struct task_store::impl {
   // writer itself reads them without the mutex: nobody else writes them.
   mutable std::mutex counts_mutex;
   std::map<std::string, status_counts> counts;
-
-  // How far purge()'s current round has got in "done" and in "idempotency". Writer-only.
-  purge_pass purge_tasks;
-  purge_pass purge_keys;
 
   ~impl() {
     // Memtables written out now spare the next open a replay of the WAL, which would insert
@@ -1729,20 +1716,22 @@ namespace {
 // One bounded walk over a column family, resuming at a cursor.
 struct scan_outcome {
   std::size_t examined = 0;
-  bool at_end = false;  // the walk reached the end of the column family: the pass is complete
+  bool at_end = false;  // the walk reached its end: the pass is complete
   std::string next;     // where the following walk resumes (empty: from the start)
 };
 
 // Visits at most `budget` entries of `cf` from `cursor` (the first key not yet examined, empty
-// for the start) in key order. `visit(key, value)` stages whatever it decides into a batch; it
-// must not write.
+// for the start) up to `end` (exclusive; empty for the end of the column family) in key order.
+// `visit(key, value)` stages whatever it decides into a batch; it must not write.
 template <class Visit>
 rocksdb::Status scan(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf, const std::string& cursor,
-                     std::size_t budget, Visit&& visit, scan_outcome& out) {
+                     const std::string& end, std::size_t budget, Visit&& visit, scan_outcome& out) {
   out = scan_outcome{};
   rocksdb::ReadOptions ro;
   // A background walk over old data: keep it from evicting the blocks get() and list() use.
   ro.fill_cache = false;
+  const rocksdb::Slice upper(end);
+  if (!end.empty()) ro.iterate_upper_bound = &upper;
   iterator_ptr it(db.NewIterator(ro, cf));
   if (cursor.empty())
     it->SeekToFirst();
@@ -1760,85 +1749,147 @@ rocksdb::Status scan(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf, const std
 
 }  // namespace
 
-status task_store::purge(millis finished_before, millis keys_before, std::size_t max_items,
-                         purge_result& out) {
-  out = purge_result{};
-  if (max_items == 0) return status::invalid_argument("purge needs max_items > 0");
-  impl& d = *impl_;
-  rocksdb::WriteBatch wb;
-  std::map<std::string, status_counts> staged;
-  std::size_t task_deletes = 0, key_deletes = 0, unreadable = 0;
-  rocksdb::Status staging;  // the first failure to stage a delete, if any
+expired_entries expired_entries::take(std::size_t n) {
+  expired_entries part;
+  const auto move_back = [&n](std::vector<std::string>& from, std::vector<std::string>& to) {
+    const std::size_t k = std::min(n, from.size());
+    to.assign(std::make_move_iterator(from.end() - static_cast<std::ptrdiff_t>(k)),
+              std::make_move_iterator(from.end()));
+    from.resize(from.size() - k);
+    n -= k;
+  };
+  move_back(tasks, part.tasks);
+  move_back(keys, part.keys);
+  return part;
+}
 
+namespace {
+
+// The smallest-size finish time entries ('F' 0 bucket id -> exact time): retention finds
+// expired tasks through them.
+constexpr std::size_t finish_entry_size = 1 + 1 + 8 + 8;  // tag, level, bucket, id
+
+task_id finish_entry_id(const rocksdb::Slice& key) {
+  return read_be64(rocksdb::Slice(key.data() + finish_entry_size - 8, 8));
+}
+
+}  // namespace
+
+status task_store::find_expired(millis finished_before, millis keys_before, std::size_t max_items,
+                                purge_cursor& cursor, expired_entries& out) const {
+  out = expired_entries{};
+  if (max_items == 0) return status::invalid_argument("find_expired needs max_items > 0");
+  impl& d = *impl_;
+  const std::uint64_t cutoff = time_order(finished_before);
   const auto visit_task = [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
-    task t;
-    if (key.size() != 8 || !decode_record(value, read_be64(key), t) || !valid_status(t.status)) {
-      ++unreadable;  // left in place: it is data, and recover() or get() will report it
-      return;
-    }
-    // A finished task should carry finished_at; without it, its age is its submission's rather
-    // than "older than anything", which would delete it at once whatever the retention.
-    const millis finished = t.finished_at != 0 ? t.finished_at : t.created_at;
-    if (finished >= finished_before) return;
-    rocksdb::Status s = wb.Delete(d.cf(cf_done), key);
-    if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
-    if (!s.ok()) {
-      if (staging.ok()) staging = s;
-      return;
-    }
-    take_one(d.staged_counts(staged, t.project), t.status);
-    ++task_deletes;
+    if (key.size() != finish_entry_size || value.size() != 8)
+      ++out.malformed;
+    else if (read_be64(value) < cutoff)
+      out.tasks.push_back(key.ToString());
   };
   const auto visit_key = [&](const rocksdb::Slice& key, const rocksdb::Slice& value) {
     task_id id = 0;
     millis created_at = 0;
-    const bool readable = decode_idempotency(value, id, created_at);
-    if (!readable) ++unreadable;
-    // An unreadable entry would fail find_idempotent() for its key forever; dropping it only
-    // forgets a deduplication hint.
-    if (readable && created_at >= keys_before) return;
-    const rocksdb::Status s = wb.Delete(d.cf(cf_idempotency), key);
-    if (!s.ok()) {
-      if (staging.ok()) staging = s;
-      return;
-    }
-    ++key_deletes;
+    // An unreadable entry would fail find_idempotent() for its key forever: a candidate too.
+    if (!decode_idempotency(value, id, created_at) || created_at < keys_before)
+      out.keys.push_back(key.ToString());
   };
 
-  // Changes to the passes are made on copies, kept only once the deletes are written: after a
-  // failed write the next call examines the same entries again.
-  purge_pass tasks = d.purge_tasks, keys = d.purge_keys;
-  std::size_t budget = max_items, examined = 0;
-  const auto walk = [&](purge_pass& pass, cf_index i, std::size_t limit, auto& visit) {
-    if (pass.done || limit == 0) return rocksdb::Status::OK();
+  // Changes are made to a copy, kept only if every walk succeeds.
+  purge_cursor next = cursor;
+  std::size_t budget = max_items;
+  const auto walk = [&](std::string& at, bool& done, cf_index i, const std::string& start,
+                        const std::string& end, std::size_t limit, auto& visit) {
+    if (done || limit == 0) return rocksdb::Status::OK();
     scan_outcome o;
-    const rocksdb::Status st = scan(*d.db, d.cf(i), pass.next, limit, visit, o);
+    const rocksdb::Status st = scan(*d.db, d.cf(i), at.empty() ? start : at, end, limit, visit, o);
     if (!st.ok()) return st;
     budget -= o.examined;
-    examined += o.examined;
-    pass.done = o.at_end;
-    pass.next = std::move(o.next);
+    out.examined += o.examined;
+    done = o.at_end;
+    at = std::move(o.next);
     return rocksdb::Status::OK();
+  };
+  // The finish time entries from the first up to the end of the cutoff's bucket.
+  const std::string tasks_start{tag_finished, '\0'};
+  std::string tasks_end;
+  append_time_prefix(tasks_end, 0, (cutoff >> time_shifts[0]) + 1);
+  const auto walk_tasks = [&](std::size_t limit) {
+    return walk(next.tasks, next.tasks_done, cf_index_keys, tasks_start, tasks_end, limit,
+                visit_task);
   };
   // Half of the budget each while both passes run, the part one side leaves unused going to the
   // other, so that a long pass over one does not hold up the other.
-  rocksdb::Status s = walk(tasks, cf_done, keys.done ? budget : budget - budget / 2, visit_task);
-  if (s.ok()) s = walk(keys, cf_idempotency, budget, visit_key);
-  if (s.ok()) s = walk(tasks, cf_done, budget, visit_task);
+  const std::string everything;
+  rocksdb::Status s = walk_tasks(next.keys_done ? budget : budget - budget / 2);
+  if (s.ok())
+    s = walk(next.keys, next.keys_done, cf_idempotency, everything, everything, budget, visit_key);
+  if (s.ok()) s = walk_tasks(budget);
   if (!s.ok()) return from_rocksdb(s, d.context("cannot read for purge"));
-  if (!staging.ok()) return from_rocksdb(staging, d.context("cannot stage purge"));
 
-  if (wb.Count() > 0) {
-    if (status w = d.write(wb, staged); !w.is_ok()) return w;
+  // A side whose pass is done waits for the other, so that the round ends (and the caller hears
+  // "no more") once both are, instead of the two passes restarting out of step forever.
+  out.more = !(next.tasks_done && next.keys_done);
+  cursor = out.more ? std::move(next) : purge_cursor{};
+  return status::ok();
+}
+
+status task_store::purge(const expired_entries& found, millis finished_before, millis keys_before,
+                         purge_result& out) {
+  out = purge_result{};
+  impl& d = *impl_;
+  rocksdb::WriteBatch wb;
+  std::map<std::string, status_counts> staged;
+  rocksdb::ReadOptions ro;
+  ro.fill_cache = false;  // old data, read once
+  std::string value;
+  rocksdb::Status s;
+  for (const auto& entry : found.tasks) {
+    if (entry.size() != finish_entry_size) continue;
+    const task_id id = finish_entry_id(entry);
+    const std::string key = task_key(id);
+    s = d.db->Get(ro, d.cf(cf_done), key, &value);
+    if (s.IsNotFound()) {
+      // Retried or removed since it was found (which took its entries along), or an entry
+      // without its task, which leads nowhere: either way the entry can go.
+      s = wb.Delete(d.cf(cf_index_keys), entry);
+    } else if (s.ok()) {
+      task t;
+      if (!decode_record(value, id, t) || !valid_status(t.status)) {
+        ++out.unreadable;  // left in place: it is data, and recover() or get() will report it
+        continue;
+      }
+      // Finished again since it was found: not old any more.
+      if (t.finished_at == 0 || t.finished_at >= finished_before) continue;
+      s = wb.Delete(d.cf(cf_done), key);
+      if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
+      if (s.ok()) {
+        take_one(d.staged_counts(staged, t.project), t.status);
+        ++out.tasks_removed;
+      }
+    }
+    if (!s.ok())
+      return from_rocksdb(s, d.context("cannot stage purge of task " + std::to_string(id)));
   }
-  out.tasks_removed = task_deletes;
-  out.keys_removed = key_deletes;
-  out.examined = examined;
-  out.unreadable = unreadable;
-  out.more = !(tasks.done && keys.done);
-  if (!out.more) tasks = keys = purge_pass{};  // round complete: the next call starts over
-  d.purge_tasks = std::move(tasks);
-  d.purge_keys = std::move(keys);
+  for (const auto& key : found.keys) {
+    s = d.db->Get(ro, d.cf(cf_idempotency), key, &value);
+    if (s.IsNotFound()) continue;
+    task_id id = 0;
+    millis created_at = 0;
+    if (s.ok()) {
+      const bool readable = decode_idempotency(value, id, created_at);
+      if (!readable) ++out.unreadable;
+      if (readable && created_at >= keys_before) continue;  // used again since
+      s = wb.Delete(d.cf(cf_idempotency), key);
+      if (s.ok()) ++out.keys_removed;
+    }
+    if (!s.ok()) return from_rocksdb(s, d.context("cannot stage purge of an idempotency key"));
+  }
+  if (wb.Count() == 0) return status::ok();
+  if (status w = d.write(wb, staged); !w.is_ok()) {
+    out = purge_result{};
+    return w;
+  }
   return status::ok();
 }
 

@@ -170,18 +170,35 @@ struct query_stats {
   std::string done_plan;
 };
 
+// Where a retention round stands between find_expired() calls; the caller keeps it. A new
+// (default) cursor starts a round.
+struct purge_cursor {
+  std::string tasks;        // the next finish time entry to examine; empty: the first
+  std::string keys;         // the next idempotency entry to examine; empty: the first
+  bool tasks_done = false;  // this round's pass over that side has reached its end
+  bool keys_done = false;
+};
+
+// What one find_expired() call found: candidates for purge(), which checks each again.
+struct expired_entries {
+  std::vector<std::string> tasks;  // finish time index entries older than the cutoff
+  std::vector<std::string> keys;   // idempotency entries older than theirs, or unreadable
+  std::size_t examined = 0;        // entries read, candidates or not; at most max_items
+  std::size_t malformed = 0;       // index entries of a form this store never writes: left
+  bool more = false;               // the round is not complete: call again with the cursor
+
+  bool empty() const { return tasks.empty() && keys.empty(); }
+  // Moves up to `n` candidates (tasks first) into a set of their own, for one purge() call.
+  expired_entries take(std::size_t n);
+};
+
 // What one purge() call did.
 struct purge_result {
   std::size_t tasks_removed = 0;  // finished tasks deleted (and taken off the counts)
   std::size_t keys_removed = 0;   // idempotency entries deleted, unreadable ones included
-  std::size_t examined = 0;       // entries read, removed or not; at most max_items
   // Records that could not be decoded: unreadable tasks are left in place (they are data),
   // unreadable idempotency entries are deleted (they would fail every find_idempotent()).
   std::size_t unreadable = 0;
-  // The current round (one pass over finished tasks, one over idempotency entries) is not
-  // complete: call again. false: both passes reached the end; the next call starts a new round
-  // from the start.
-  bool more = false;
 };
 
 class task_store {
@@ -225,17 +242,25 @@ class task_store {
   // a corrupt entry, or a project containing '\0'. A point lookup, with a bloom filter.
   status find_idempotent(const std::string& project, const std::string& key, millis not_before,
                          std::optional<task_id>& out);
-  // Retention, in bounded steps: deletes finished tasks with finished_at < finished_before
-  // (created_at when finished_at is 0), taking them off the counts in the same write, and
-  // idempotency entries with created_at < keys_before. Each call examines at most max_items
-  // entries (> 0; invalid_argument otherwise), so it deletes at most that many, in one atomic
-  // write. Both sets are walked in key order from cursors the store keeps between calls (in
-  // memory: a reopened store starts over), never stopping at a newer task, so every finished
-  // task is examined once per round whatever precedes it; one that ages after the cursor passed
-  // it is caught in the next round. A writer operation: never concurrently with apply(). A task
-  // purged here no longer exists: a later put_task for it must give no `previous`. On a failed
-  // write nothing is deleted and the cursors stay, so the next call retries the same entries.
-  status purge(millis finished_before, millis keys_before, std::size_t max_items,
+  // Retention, part one: finds finished tasks with finished_at < finished_before and
+  // idempotency entries with created_at < keys_before. Finished tasks are found through the
+  // finish time index, oldest first, so a call reads the expired ones plus the entries of the
+  // ~65 s bucket holding finished_before, however many newer tasks the store keeps; a finished
+  // task without a finish time (the dispatcher always sets one) is not indexed by it and
+  // stays. Examines at most max_items entries (> 0; invalid_argument otherwise), walking both
+  // sets in key order from `cursor`, which it advances (only on success), never stopping at a
+  // newer entry: every candidate is examined once per round whatever precedes it, and one that
+  // ages after the cursor passed it is found in the next round. Read-only, so safe on any
+  // thread, and best kept off the writer's: it may sort the index memtable (make_index_options
+  // in task_store.cpp), tens of ms on a busy store.
+  status find_expired(millis finished_before, millis keys_before, std::size_t max_items,
+                      purge_cursor& cursor, expired_entries& out) const;
+  // Retention, part two, a writer operation (never concurrently with apply()): deletes those of
+  // `found` that are still expired by the same cutoffs (a task may have been retried or removed
+  // since it was found), taking the tasks off the counts, in one atomic write. A task purged
+  // here no longer exists: a later put_task for it must give no `previous`. On a failed write
+  // nothing is deleted.
+  status purge(const expired_entries& found, millis finished_before, millis keys_before,
                purge_result& out);
   // Counts as of the last successful apply() or purge().
   std::map<std::string, status_counts> counts() const;

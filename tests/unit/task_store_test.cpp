@@ -155,13 +155,24 @@ std::optional<task_id> find_key(task_store& s, const std::string& project,
   return out;
 }
 
-purge_result purge(task_store& s, millis finished_before, millis keys_before,
-                   std::size_t max_items) {
-  purge_result out;
-  const status st = s.purge(finished_before, keys_before, max_items, out);
+// One retention step as the dispatcher takes it, but unsliced: find_expired() from `cursor`,
+// then purge() of everything found.
+struct purge_step {
+  std::size_t examined = 0, tasks_removed = 0, keys_removed = 0, unreadable = 0;
+  bool more = false;
+};
+
+purge_step purge(task_store& s, purge_cursor& cursor, millis finished_before, millis keys_before,
+                 std::size_t max_items) {
+  expired_entries found;
+  status st = s.find_expired(finished_before, keys_before, max_items, cursor, found);
   INFO(st.to_string());
   REQUIRE(st.is_ok());
-  return out;
+  purge_result r;
+  st = s.purge(found, finished_before, keys_before, r);
+  INFO(st.to_string());
+  REQUIRE(st.is_ok());
+  return {found.examined, r.tasks_removed, r.keys_removed, r.unreadable, found.more};
 }
 
 task finished_task(task_id id, const std::string& project, task_status st, millis finished_at) {
@@ -204,6 +215,11 @@ class raw_store_writer {
 
   void put(std::size_t cf, const std::string& key, const std::string& value) {
     const auto s = db_->Put(rocksdb::WriteOptions(), handles_.at(cf).get(), key, value);
+    INFO(s.ToString());
+    REQUIRE(s.ok());
+  }
+  void remove(std::size_t cf, const std::string& key) {
+    const auto s = db_->Delete(rocksdb::WriteOptions(), handles_.at(cf).get(), key);
     INFO(s.ToString());
     REQUIRE(s.ok());
   }
@@ -1115,43 +1131,48 @@ TEST_CASE("purge deletes old finished tasks behind newer ones and old keys", "[t
     b.put_task(finished_task(4, "a", task_status::completed, cutoff), std::nullopt);  // kept
     b.put_task(finished_task(5, "b", task_status::failed, cutoff - 100), std::nullopt);
     b.put_task(make_task(6, "b", task_status::running), std::nullopt);  // live: never purged
-    // No finished_at: its created_at (far after the cutoff) decides, so it stays.
-    b.put_task(finished_task(7, "b", task_status::cancelled, 0), std::nullopt);
-    task no_times = finished_task(8, "b", task_status::cancelled, 0);
+    // No finish time (the dispatcher always sets one): not in the finish time index, so it
+    // stays whatever its age.
+    task no_times = finished_task(7, "b", task_status::cancelled, 0);
     no_times.created_at = cutoff - 5;
     b.put_task(no_times, std::nullopt);
+    // Finished in a later ~65 s bucket than the cutoff: never even examined.
+    b.put_task(finished_task(8, "b", task_status::completed, cutoff + 10'000'000), std::nullopt);
     b.put_idempotency("a", "old", 1, cutoff - 1);
     b.put_idempotency("a", "new", 2, cutoff);
     b.put_idempotency("b", "old", 5, 0);
     apply(*store, b);
     REQUIRE(store->counts().at("a") == make_counts(0, 0, 3, 0, 1, 0));
-    REQUIRE(store->counts().at("b") == make_counts(0, 1, 0, 1, 0, 2));
+    REQUIRE(store->counts().at("b") == make_counts(0, 1, 1, 1, 0, 1));
 
-    const purge_result r = purge(*store, cutoff, cutoff, 100);
-    REQUIRE(r.tasks_removed == 4);  // 1, 3, 5, 8
+    purge_cursor cursor;
+    const purge_step r = purge(*store, cursor, cutoff, cutoff, 100);
+    REQUIRE(r.tasks_removed == 3);  // 1, 3, 5
     REQUIRE(r.keys_removed == 2);
-    REQUIRE(r.examined == 7 + 3);  // every finished task and every key
+    REQUIRE(r.examined == 5 + 3);  // the tasks finished in the cutoff's bucket, every key
     REQUIRE(r.unreadable == 0);
     REQUIRE_FALSE(r.more);
     REQUIRE(store->counts().at("a") == make_counts(0, 0, 2, 0, 0, 0));
-    REQUIRE(store->counts().at("b") == make_counts(0, 1, 0, 0, 0, 1));
+    REQUIRE(store->counts().at("b") == make_counts(0, 1, 1, 0, 0, 1));
 
     // Nothing left to do at the same cutoffs.
-    const purge_result again = purge(*store, cutoff, cutoff, 100);
+    const purge_step again = purge(*store, cursor, cutoff, cutoff, 100);
     REQUIRE(again.tasks_removed + again.keys_removed == 0);
     REQUIRE_FALSE(again.more);
   }
   auto store = open_store(tmp.store());
-  REQUIRE(ids(list(*store, {})) == std::vector<task_id>{7, 6, 4, 2});
+  REQUIRE(ids(list(*store, {})) == std::vector<task_id>{8, 7, 6, 4, 2});
   const auto r = recover(*store);
   REQUIRE(r.counts.at("a") == make_counts(0, 0, 2, 0, 0, 0));
-  REQUIRE(r.counts.at("b") == make_counts(0, 1, 0, 0, 0, 1));
+  REQUIRE(r.counts.at("b") == make_counts(0, 1, 1, 0, 0, 1));
   REQUIRE_FALSE(find_key(*store, "a", "old", 0));
   REQUIRE(find_key(*store, "a", "new", 0) == task_id{2});
   REQUIRE_FALSE(find_key(*store, "b", "old", 0));
 
-  purge_result out;
-  REQUIRE(store->purge(cutoff, cutoff, 0, out).error_code() == status::code::invalid_argument);
+  purge_cursor cursor;
+  expired_entries found;
+  REQUIRE(store->find_expired(cutoff, cutoff, 0, cursor, found).error_code() ==
+          status::code::invalid_argument);
 }
 
 TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_store]") {
@@ -1174,8 +1195,9 @@ TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_s
   std::vector<std::size_t> examined;
   std::size_t tasks_removed = 0, keys_removed = 0;
   bool more = true;
+  purge_cursor cursor;
   for (int call = 0; call < 20 && more; ++call) {
-    const purge_result r = purge(*store, cutoff, cutoff, 4);
+    const purge_step r = purge(*store, cursor, cutoff, cutoff, 4);
     REQUIRE(r.tasks_removed + r.keys_removed <= 4);
     examined.push_back(r.examined);
     tasks_removed += r.tasks_removed;
@@ -1199,7 +1221,7 @@ TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_s
   task late = make_task(21, "p");
   late.finished_at = cutoff + 10;
   transition(*store, late, task_status::completed);
-  const purge_result r = purge(*store, cutoff + 11, cutoff, 100);
+  const purge_step r = purge(*store, cursor, cutoff + 11, cutoff, 100);
   REQUIRE(r.tasks_removed == 11);
   REQUIRE(r.keys_removed == 0);
   REQUIRE_FALSE(r.more);
@@ -1207,15 +1229,76 @@ TEST_CASE("purge works in bounded chunks and resumes where it stopped", "[task_s
   REQUIRE(list(*store, {}).empty());
 }
 
+TEST_CASE("purge checks each candidate again and deletes only what is still expired",
+          "[task_store]") {
+  temp_dir tmp;
+  constexpr millis cutoff = 1'000'000;
+  auto store = open_store(tmp.store());
+  write_batch b;
+  for (task_id id = 1; id <= 4; ++id)
+    b.put_task(finished_task(id, "p", task_status::failed, cutoff - 10), std::nullopt);
+  b.put_idempotency("p", "old", 1, cutoff - 1);
+  b.put_idempotency("p", "reused", 2, cutoff - 1);
+  apply(*store, b);
+
+  purge_cursor cursor;
+  expired_entries found;
+  REQUIRE(store->find_expired(cutoff, cutoff, 100, cursor, found).is_ok());
+  REQUIRE(found.tasks.size() == 4);
+  REQUIRE(found.keys.size() == 2);
+  REQUIRE(found.examined == 6);
+  REQUIRE_FALSE(found.more);
+
+  // Between the search and the deletes (two actors), the writer goes on: task 1 is removed,
+  // task 2 is retried and finishes again after the cutoff, task 3 is retried and still runs,
+  // and the key "reused" is written again.
+  write_batch changes;
+  changes.remove_task(finished_task(1, "p", task_status::failed, cutoff - 10));
+  for (task_id id : {2, 3}) {
+    task retried = finished_task(id, "p", task_status::running, 0);
+    changes.put_task(retried, task_status::failed, cutoff - 10);
+  }
+  changes.put_idempotency("p", "reused", 2, cutoff + 1);
+  apply(*store, changes);
+  task again = finished_task(2, "p", task_status::completed, cutoff + 5);
+  write_batch finished;
+  finished.put_task(again, task_status::running);
+  apply(*store, finished);
+
+  // Sliced as the dispatcher does it: each slice is checked against the store as it is now.
+  purge_result first, second;
+  REQUIRE(store->purge(found.take(3), cutoff, cutoff, first).is_ok());
+  REQUIRE(store->purge(found.take(500), cutoff, cutoff, second).is_ok());
+  REQUIRE(found.empty());
+  REQUIRE(first.tasks_removed + second.tasks_removed == 1);  // task 4
+  REQUIRE(first.keys_removed + second.keys_removed == 1);    // "old"
+  REQUIRE(store->counts().at("p") == make_counts(0, 1, 1, 0, 0, 0));
+  task got;
+  REQUIRE(store->get(2, got).is_ok());
+  REQUIRE(got.status == task_status::completed);
+  REQUIRE(store->get(3, got).is_ok());
+  REQUIRE(got.status == task_status::running);
+  REQUIRE(store->get(4, got).is_not_found());
+  REQUIRE(find_key(*store, "p", "reused", 0) == task_id{2});
+  REQUIRE_FALSE(find_key(*store, "p", "old", 0));
+}
+
 TEST_CASE("purge leaves unreadable tasks and drops unreadable keys", "[task_store]") {
   temp_dir tmp;
   {
-    raw_store_writer raw(tmp.store(), /*with_idempotency=*/true);
-    std::string value;
-    protocol::encode_task(finished_task(2, "p", task_status::completed, 10), value);
+    auto store = open_store(tmp.store());
+    write_batch b;
+    b.put_task(finished_task(1, "p", task_status::completed, 10), std::nullopt);
+    b.put_task(finished_task(2, "p", task_status::completed, 10), std::nullopt);
+    b.put_task(finished_task(3, "p", task_status::completed, 10), std::nullopt);
+    apply(*store, b);
+  }
+  {
+    // Behind the store's back: task 1's record is damaged and task 3's is gone; their index
+    // entries stay.
+    raw_store_writer raw(tmp.store(), /*with_idempotency=*/true, /*with_index=*/true);
     raw.put(raw_store_writer::done, be64(1), "not a task");
-    raw.put(raw_store_writer::done, be64(2), value);
-    raw.put(raw_store_writer::meta, "counts/p", le64s({0, 0, 2, 0, 0, 0, 0}));
+    raw.remove(raw_store_writer::done, be64(3));
     raw.put(raw_store_writer::idempotency, std::string("p\0bad", 5), "short");
     raw.put(raw_store_writer::idempotency, std::string("p\0good", 6), le64s({2, 10}));
   }
@@ -1226,18 +1309,26 @@ TEST_CASE("purge leaves unreadable tasks and drops unreadable keys", "[task_stor
   REQUIRE(bad.error_code() == status::code::corruption);
   REQUIRE_THAT(bad.message(), Contains("idempotency"));
 
-  const purge_result r = purge(*store, 1000, 1000, 100);
+  purge_cursor cursor;
+  const purge_step r = purge(*store, cursor, 1000, 1000, 100);
   REQUIRE(r.tasks_removed == 1);
   REQUIRE(r.keys_removed == 2);
   REQUIRE(r.unreadable == 2);
-  REQUIRE(r.examined == 4);
+  REQUIRE(r.examined == 5);  // three finish time entries, two keys
   REQUIRE_FALSE(r.more);
-  REQUIRE(store->counts().at("p") == make_counts(0, 0, 1, 0, 0, 0));
+  // Task 3 stays in the counts: without its record the purge cannot tell what to take off.
+  REQUIRE(store->counts().at("p") == make_counts(0, 0, 2, 0, 0, 0));
   task got;
   REQUIRE(store->get(1, got).error_code() == status::code::corruption);  // still there
   REQUIRE(store->get(2, got).is_not_found());
   REQUIRE_FALSE(find_key(*store, "p", "bad", 0));
   REQUIRE_FALSE(find_key(*store, "p", "good", 0));
+
+  // The entry that led nowhere is gone; the unreadable task's stays, and is met again.
+  const purge_step again = purge(*store, cursor, 1000, 1000, 100);
+  REQUIRE(again.examined == 1);
+  REQUIRE(again.unreadable == 1);
+  REQUIRE(again.tasks_removed + again.keys_removed == 0);
 }
 
 // Runs only as the child process of the test below, which sets the directory and the file size
@@ -1281,8 +1372,12 @@ TEST_CASE(write_failure_child_name, "[.]") {
 
   // purge() writes through the same path: refused, nothing deleted, counts unchanged.
   const auto counts_before = store->counts();
+  purge_cursor cursor;
+  expired_entries found;
+  REQUIRE(store->find_expired(1'000'000, 1'000'000, 100, cursor, found).is_ok());
+  REQUIRE(found.tasks.size() == 1);  // task 2's entry
   purge_result out;
-  const status purged = store->purge(1'000'000, 1'000'000, 100, out);
+  const status purged = store->purge(found, 1'000'000, 1'000'000, out);
   INFO(purged.to_string());
   REQUIRE(purged.error_code() == status::code::io_error);
   REQUIRE_THAT(purged.message(), Contains("refused the write"));
@@ -1556,7 +1651,8 @@ TEST_CASE("the index follows a task into done and out of it by retry, remove and
 
   {
     auto store = open_store(tmp.store());
-    REQUIRE(purge(*store, 1'700'000'100'001, 0, 100).tasks_removed == 1);
+    purge_cursor cursor;
+    REQUIRE(purge(*store, cursor, 1'700'000'100'001, 0, 100).tasks_removed == 1);
   }
   REQUIRE(raw_index_keys(tmp.store()).empty());
 }
