@@ -3,7 +3,9 @@
 #include <rocksdb/convenience.h>
 #include <rocksdb/db.h>
 #include <rocksdb/filter_policy.h>
+#include <rocksdb/listener.h>
 #include <rocksdb/options.h>
+#include <rocksdb/perf_level.h>
 #include <rocksdb/snapshot.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
@@ -361,6 +363,17 @@ rocksdb::CompressionType done_compression() {
   return rocksdb::kNoCompression;
 }
 
+// RocksDB counts, per thread, every key comparison and more into a thread-local perf context
+// unless told not to; the counting is a thread-local access in every comparison, and nobody
+// reads the counts. Flush and compaction threads belong to RocksDB: their first flush or
+// compaction turns it off for good (perf levels are per thread).
+class perf_counting_off : public rocksdb::EventListener {
+ public:
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { off(); }
+  void OnCompactionBegin(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override { off(); }
+  static void off() { rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable); }
+};
+
 // Options are kept close to RocksDB's defaults on purpose; each change below answers a specific
 // property of a queue's workload.
 rocksdb::DBOptions make_db_options() {
@@ -377,6 +390,7 @@ rocksdb::DBOptions make_db_options() {
   // Required by the index's vector memtable (make_index_options). Concurrent memtable writes
   // only help several writer threads; the store has one.
   o.allow_concurrent_memtable_write = false;
+  o.listeners.push_back(std::make_shared<perf_counting_off>());
   return o;
 }
 
@@ -619,6 +633,7 @@ struct task_store::impl {
           wb.Put(cf(cf_meta), std::string(counts_prefix) + project, encode_counts(c));
       if (!s.ok()) return from_rocksdb(s, context("cannot stage counts of '" + project + "'"));
     }
+    perf_counting_off::off();  // the writer's thread: a thread-local store, cheap to repeat
     const rocksdb::Status s = db->Write(write_options, &wb);
     if (!s.ok()) return refused(s);
     std::lock_guard<std::mutex> lock(counts_mutex);
