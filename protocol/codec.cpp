@@ -104,20 +104,4 @@ bool decode(std::string_view bytes, reply& out, decode_failure& why) {
 std::string_view type_name(const request_body& body) { return name_of(body); }
 std::string_view type_name(const reply_body& body) { return name_of(body); }
 
-void encode_task(const task& t, std::string& out) {
-  wire::writer w(out);
-  records::write_task(w, t);
-}
-
-bool decode_task(std::string_view bytes, task& out) {
-  try {
-    const msgpack::object_handle handle = wire::parse_one(bytes);
-    out = records::read_task(handle.get(), wire::path{});
-    return true;
-  } catch (const wire::decode_error&) {
-  } catch (const std::exception&) {
-  }
-  return false;
-}
-
 }  // namespace dispatch::protocol

@@ -33,7 +33,9 @@ bool decode(std::string_view bytes, reply& out, decode_failure& why);
 std::string_view type_name(const request_body& body);
 std::string_view type_name(const reply_body& body);
 
-// Stored form of a task (RocksDB value): a msgpack map with the same field names as the wire.
+// Stored form of a task (RocksDB value), stored_task.cpp: written as version 2 (positional);
+// version 1 records (a msgpack map with the wire's field names) are still read. decode_task
+// returns false for anything else, never throws.
 void encode_task(const task& t, std::string& out);
 bool decode_task(std::string_view bytes, task& out);
 

@@ -5,9 +5,13 @@
 #include <algorithm>
 #include <msgpack.hpp>
 #include <random>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <vector>
+
+#include "protocol/records.hpp"
+#include "protocol/wire_writer.hpp"
 
 using namespace dispatch;
 using namespace dispatch::protocol;
@@ -150,6 +154,29 @@ std::string encoded(const reply& r) {
   std::string out;
   encode(r, out);
   return out;
+}
+
+// A task as stored before the positional form (version 1): the wire's named task map.
+std::string version1_record(const task& t) {
+  std::string out;
+  wire::writer w(out);
+  records::write_task(w, t);
+  return out;
+}
+
+// A stored (version 2) record with element `index` replaced by `value`, packed as is.
+template <class T>
+std::string stored_with(const task& t, std::size_t index, const T& value) {
+  std::string bytes;
+  encode_task(t, bytes);
+  const msgpack::object_handle h = msgpack::unpack(bytes.data(), bytes.size());
+  std::vector<msgpack::object> items(h.get().via.array.ptr,
+                                     h.get().via.array.ptr + h.get().via.array.size);
+  msgpack::zone z;
+  items.at(index) = msgpack::object(value, z);
+  std::stringstream out;
+  msgpack::pack(out, items);
+  return out.str();
 }
 
 request round_trip(const request& r) {
@@ -431,16 +458,34 @@ TEST_CASE("stored task records round-trip and reject garbage") {
   task back;
   REQUIRE(decode_task(bytes, back));
   CHECK(back == sample_task(5));
+  // Positional: no field names, so a fraction of the wire's map.
+  CHECK(bytes.size() + 200 < version1_record(sample_task(5)).size());
 
   task untouched = sample_task(9);
   CHECK_FALSE(decode_task("", untouched));
   CHECK_FALSE(decode_task(bytes.substr(0, bytes.size() - 1), untouched));
   CHECK_FALSE(decode_task(bytes + "x", untouched));
   CHECK_FALSE(decode_task("\x93\x01\x02\x03", untouched));
-  CHECK_FALSE(decode_task(raw_map(bytes).erase("status").bytes(), untouched));
-  CHECK_FALSE(decode_task(raw_map(bytes).set("status", std::string("lost")).bytes(), untouched));
-  CHECK_FALSE(decode_task(raw_map(bytes).set("attempts", -1).bytes(), untouched));
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 0, 3), untouched));   // version 3
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 7, 7), untouched));   // no status 7
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 8, -1), untouched));  // attempts
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 2, 42), untouched));  // project
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 5, std::string("x")), untouched));  // bin
+  CHECK_FALSE(decode_task(stored_with(sample_task(5), 4, 1LL << 40), untouched));  // priority
   CHECK(untouched == sample_task(9));  // a failed decode leaves the target alone
+}
+
+TEST_CASE("records stored before the positional form still read") {
+  const std::string v1 = version1_record(sample_task(5));
+  task back;
+  REQUIRE(decode_task(v1, back));
+  CHECK(back == sample_task(5));
+
+  task untouched = sample_task(9);
+  CHECK_FALSE(decode_task(raw_map(v1).erase("status").bytes(), untouched));
+  CHECK_FALSE(decode_task(raw_map(v1).set("status", std::string("lost")).bytes(), untouched));
+  CHECK_FALSE(decode_task(raw_map(v1).set("attempts", -1).bytes(), untouched));
+  CHECK(untouched == sample_task(9));
 }
 
 TEST_CASE("optional request fields take their defaults when absent or nil") {
@@ -706,10 +751,8 @@ TEST_CASE("keys decode the same in any order") {
   t.payload = "x";
   t.tags = {"a"};
   t.title = "title";
-  std::string stored;
-  encode_task(t, stored);
   task back;
-  REQUIRE(decode_task(raw_map(stored).reverse().bytes(), back));
+  REQUIRE(decode_task(raw_map(version1_record(t)).reverse().bytes(), back));
   CHECK(back == t);
 }
 
@@ -820,9 +863,7 @@ TEST_CASE("reply decoding is strict and precise") {
     CHECK(r.message.rfind("jobs[0].attempt: ", 0) == 0);
   }
   SECTION("bad status inside a task") {
-    std::string stored;
-    encode_task(sample_task(1), stored);
-    raw_map t(stored);
+    raw_map t(version1_record(sample_task(1)));
     t.set("status", std::string("zombie"));
     raw_map m(encoded(reply{9, task_info{sample_task(1)}}));
     m.set_map("task", t);
