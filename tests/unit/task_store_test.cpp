@@ -30,6 +30,8 @@
 
 #include "persistence/task_store.hpp"
 #include "protocol/codec.hpp"
+#include "protocol/records.hpp"
+#include "protocol/wire_writer.hpp"
 
 extern char** environ;  // POSIX: the environment execve() passes on
 
@@ -293,6 +295,14 @@ std::string be64(std::uint64_t v) {
   std::string out(8, '\0');
   for (int i = 7; i >= 0; --i, v >>= 8)
     out[static_cast<std::size_t>(i)] = static_cast<char>(v & 0xff);
+  return out;
+}
+
+// A task record as releases before the positional form stored it: the wire's named task map.
+std::string version1_record(const task& t) {
+  std::string out;
+  protocol::wire::writer w(out);
+  protocol::records::write_task(w, t);
   return out;
 }
 
@@ -1035,11 +1045,8 @@ TEST_CASE("a store from before the idempotency column family opens and gains it"
   const task done = finished_task(2, "p", task_status::completed, 1'700'000'000'500);
   {
     raw_store_writer old(tmp.store(), /*with_idempotency=*/false);
-    std::string value;
-    protocol::encode_task(live, value);
-    old.put(raw_store_writer::live, be64(1), value);
-    protocol::encode_task(done, value);
-    old.put(raw_store_writer::done, be64(2), value);
+    old.put(raw_store_writer::live, be64(1), version1_record(live));
+    old.put(raw_store_writer::done, be64(2), version1_record(done));
     old.put(raw_store_writer::meta, "last_id", be64(2));
     // That release counted six statuses.
     old.put(raw_store_writer::meta, "counts/p", le64s({1, 0, 1, 0, 0, 0}));
@@ -1988,11 +1995,7 @@ TEST_CASE("a store from before the index gets it built at open", "[task_store][q
   }
   {
     raw_store_writer old(tmp.store(), /*with_idempotency=*/true);
-    std::string value;
-    for (const auto& t : done) {
-      protocol::encode_task(t, value);
-      old.put(raw_store_writer::done, be64(t.id), value);
-    }
+    for (const auto& t : done) old.put(raw_store_writer::done, be64(t.id), version1_record(t));
     old.put(raw_store_writer::done, be64(51), "not a task");  // left out, reported when met
     old.put(raw_store_writer::meta, "counts/common", le64s({0, 0, 46, 0, 0, 0, 0}));
     old.put(raw_store_writer::meta, "counts/rare", le64s({0, 0, 5, 0, 0, 0, 0}));
