@@ -5,7 +5,6 @@
 // task written three times in its life. Version 1 records are still read.
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 
 #include "protocol/codec.hpp"
 #include "protocol/records.hpp"
@@ -18,87 +17,90 @@ namespace {
 constexpr std::uint64_t stored_version = 2;
 constexpr std::uint32_t stored_size = 25;  // the version and 24 fields
 
-// Reads the elements of a version 2 array in order; any element of the wrong type or range makes
-// the record unreadable (false), never a crash.
+// Reads the elements of a version 2 array one after the other with the protocol's own readers
+// (wire_reader), which throw decode_error on a wrong type or range; decode_task turns that into
+// "unreadable".
 class positional {
  public:
-  explicit positional(const msgpack::object_array& a) : a_(a) {}
+  explicit positional(const msgpack::object& o) {
+    std::size_t count = 0;
+    items_ = wire::read_array(o, root_, stored_size, stored_size, count);
+  }
 
   template <class T>
-  bool number(T& out) {
-    const msgpack::object& o = next();
-    if constexpr (std::is_signed_v<T>) {
-      std::int64_t v = 0;
-      if (o.type == msgpack::type::POSITIVE_INTEGER) {
-        if (o.via.u64 > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
-          return false;
-        v = static_cast<std::int64_t>(o.via.u64);
-      } else if (o.type == msgpack::type::NEGATIVE_INTEGER) {
-        v = o.via.i64;
-      } else {
-        return false;
-      }
-      if (v < std::numeric_limits<T>::min() || v > std::numeric_limits<T>::max()) return false;
-      out = static_cast<T>(v);
-    } else {
-      if (o.type != msgpack::type::POSITIVE_INTEGER || o.via.u64 > std::numeric_limits<T>::max())
-        return false;
-      out = static_cast<T>(o.via.u64);
-    }
-    return true;
+  T uint(T lo = 0, T hi = std::numeric_limits<T>::max()) {
+    const std::size_t i = i_++;
+    return static_cast<T>(wire::read_uint(items_[i], root_.index(i), lo, hi));
   }
-  bool text(std::string& out) { return chars(msgpack::type::STR, out); }
-  bool bytes(std::string& out) { return chars(msgpack::type::BIN, out); }
-  bool flag(bool& out) {
-    const msgpack::object& o = next();
-    if (o.type != msgpack::type::BOOLEAN) return false;
-    out = o.via.boolean;
-    return true;
+  template <class T>
+  T sint() {
+    const std::size_t i = i_++;
+    return static_cast<T>(wire::read_int(items_[i], root_.index(i),
+                                         std::numeric_limits<T>::min(),
+                                         std::numeric_limits<T>::max()));
   }
-  bool texts(std::vector<std::string>& out) {
-    const msgpack::object& o = next();
-    if (o.type != msgpack::type::ARRAY) return false;
-    out.resize(o.via.array.size);
-    for (std::uint32_t i = 0; i < o.via.array.size; ++i) {
-      const msgpack::object& s = o.via.array.ptr[i];
-      if (s.type != msgpack::type::STR) return false;
-      out[i].assign(s.via.str.ptr, s.via.str.size);
-    }
-    return true;
+  std::string text() {
+    const std::size_t i = i_++;
+    return wire::read_str(items_[i], root_.index(i), 0, wire::unbounded);
   }
-  bool status(task_status& out) {
-    std::uint8_t code = 0;
-    if (!number(code) || code >= task_status_count) return false;
-    out = static_cast<task_status>(code);
-    return true;
+  // Bytes are written as bin; a str in their place is not something this store wrote.
+  std::string bytes() {
+    const std::size_t i = i_++;
+    if (items_[i].type != msgpack::type::BIN) wire::fail(root_.index(i), "expected bin");
+    return wire::read_bytes(items_[i], root_.index(i));
+  }
+  bool flag() {
+    const std::size_t i = i_++;
+    return wire::read_bool(items_[i], root_.index(i));
+  }
+  std::vector<std::string> texts() {
+    const std::size_t i = i_++;
+    const wire::path at = root_.index(i);
+    std::size_t count = 0;
+    const msgpack::object* e = wire::read_array(items_[i], at, 0, wire::unbounded, count);
+    std::vector<std::string> out;
+    out.reserve(count);
+    for (std::size_t k = 0; k < count; ++k)
+      out.push_back(wire::read_str(e[k], at.index(k), 0, wire::unbounded));
+    return out;
   }
 
  private:
-  const msgpack::object& next() { return a_.ptr[i_++]; }  // callers read exactly stored_size
-  bool chars(msgpack::type::object_type type, std::string& out) {
-    const msgpack::object& o = next();
-    if (o.type != type) return false;
-    // STR and BIN share their layout in msgpack-c's object union.
-    out.assign(o.via.str.ptr, o.via.str.size);
-    return true;
-  }
-
-  const msgpack::object_array& a_;
-  std::uint32_t i_ = 0;
+  wire::path root_;
+  const msgpack::object* items_ = nullptr;
+  std::size_t i_ = 0;
 };
 
-bool read_positional(const msgpack::object& o, task& t) {
-  if (o.type != msgpack::type::ARRAY || o.via.array.size != stored_size) return false;
-  positional r(o.via.array);
-  std::uint64_t version = 0;
-  return r.number(version) && version == stored_version && r.number(t.id) && r.text(t.project) &&
-         r.text(t.type) && r.number(t.priority) && r.bytes(t.payload) && r.texts(t.tags) &&
-         r.status(t.status) && r.number(t.attempts) && r.number(t.failures) &&
-         r.number(t.max_attempts) && r.number(t.timeout_ms) && r.number(t.run_at) &&
-         r.number(t.deadline) && r.flag(t.overdue) && r.text(t.idempotency_key) &&
-         r.number(t.lease_expires_at) && r.text(t.worker) && r.number(t.created_at) &&
-         r.number(t.assigned_at) && r.number(t.finished_at) && r.bytes(t.result) &&
-         r.text(t.error) && r.text(t.title) && r.text(t.description);
+task read_positional(const msgpack::object& o) {
+  positional r(o);
+  r.uint<std::uint64_t>(stored_version, stored_version);
+  task t;
+  t.id = r.uint<task_id>();
+  t.project = r.text();
+  t.type = r.text();
+  t.priority = r.sint<std::int32_t>();
+  t.payload = r.bytes();
+  t.tags = r.texts();
+  // The enum's values are a stored format (see encode_task).
+  t.status = static_cast<task_status>(r.uint<std::uint8_t>(0, task_status_count - 1));
+  t.attempts = r.uint<std::uint32_t>();
+  t.failures = r.uint<std::uint32_t>();
+  t.max_attempts = r.uint<std::uint32_t>();
+  t.timeout_ms = r.uint<std::uint32_t>();
+  t.run_at = r.sint<millis>();
+  t.deadline = r.sint<millis>();
+  t.overdue = r.flag();
+  t.idempotency_key = r.text();
+  t.lease_expires_at = r.sint<millis>();
+  t.worker = r.text();
+  t.created_at = r.sint<millis>();
+  t.assigned_at = r.sint<millis>();
+  t.finished_at = r.sint<millis>();
+  t.result = r.bytes();
+  t.error = r.text();
+  t.title = r.text();
+  t.description = r.text();
+  return t;
 }
 
 }  // namespace
@@ -142,9 +144,7 @@ bool decode_task(std::string_view bytes, task& out) {
       out = records::read_task(o, wire::path{});
       return true;
     }
-    task t;
-    if (!read_positional(o, t)) return false;
-    out = std::move(t);
+    out = read_positional(o);
     return true;
   } catch (const wire::decode_error&) {
   } catch (const std::exception&) {
