@@ -35,8 +35,7 @@ class positional {
   template <class T>
   T sint() {
     const std::size_t i = i_++;
-    return static_cast<T>(wire::read_int(items_[i], root_.index(i),
-                                         std::numeric_limits<T>::min(),
+    return static_cast<T>(wire::read_int(items_[i], root_.index(i), std::numeric_limits<T>::min(),
                                          std::numeric_limits<T>::max()));
   }
   std::string text() {
