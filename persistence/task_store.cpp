@@ -559,6 +559,21 @@ struct task_store::impl {
     return status::corruption(context("cannot decode " + describe_task_key(cf, key)));
   }
 
+  // The values of `keys` in column family `i`, in one batched lookup (cheaper per key than a
+  // Get() each): values[k] and statuses[k] answer keys[k].
+  struct batch_read {
+    std::vector<rocksdb::PinnableSlice> values;
+    std::vector<rocksdb::Status> statuses;
+  };
+  batch_read read_batch(cf_index i, const rocksdb::ReadOptions& ro,
+                        const std::vector<std::string>& keys) const {
+    const std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
+    batch_read r{std::vector<rocksdb::PinnableSlice>(keys.size()),
+                 std::vector<rocksdb::Status>(keys.size())};
+    db->MultiGet(ro, cf(i), slices.size(), slices.data(), r.values.data(), r.statuses.data());
+    return r;
+  }
+
   // Recovers the live tasks with keys in [from, to) (empty: from the first, to the end), in id
   // order.
   status read_live(const std::string& from, const std::string& to, std::size_t resident,
@@ -970,18 +985,14 @@ status task_store::get_unfinished(const std::vector<task_id>& ids, std::vector<t
   std::vector<std::string> keys;
   keys.reserve(ids.size());
   for (const auto id : ids) keys.push_back(task_key(id));
-  std::vector<rocksdb::Slice> slices(keys.begin(), keys.end());
-  std::vector<rocksdb::PinnableSlice> values(ids.size());
-  std::vector<rocksdb::Status> statuses(ids.size());
-  d.db->MultiGet(rocksdb::ReadOptions(), d.cf(cf_live), slices.size(), slices.data(),
-                 values.data(), statuses.data());
+  const auto read = d.read_batch(cf_live, rocksdb::ReadOptions(), keys);
   out.resize(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (statuses[i].IsNotFound())
+    const rocksdb::Status& st = read.statuses[i];
+    if (st.IsNotFound())
       return status::not_found(d.context("no unfinished task " + std::to_string(ids[i])));
-    if (!statuses[i].ok())
-      return from_rocksdb(statuses[i], d.context("cannot read task " + std::to_string(ids[i])));
-    if (status ds = d.check_record(cf_names[cf_live], keys[i], values[i], ids[i], out[i]);
+    if (!st.ok()) return from_rocksdb(st, d.context("cannot read task " + std::to_string(ids[i])));
+    if (status ds = d.check_record(cf_names[cf_live], keys[i], read.values[i], ids[i], out[i]);
         !ds.is_ok())
       return ds;
   }
@@ -1742,7 +1753,7 @@ struct scan_outcome {
 
 // Visits at most `budget` entries of `cf` from `cursor` (the first key not yet examined, empty
 // for the start) up to `end` (exclusive; empty for the end of the column family) in key order.
-// `visit(key, value)` stages whatever it decides into a batch; it must not write.
+// `visit(key, value)` must not write.
 template <class Visit>
 rocksdb::Status scan(rocksdb::DB& db, rocksdb::ColumnFamilyHandle* cf, const std::string& cursor,
                      const std::string& end, std::size_t budget, Visit&& visit, scan_outcome& out) {
@@ -1862,26 +1873,33 @@ status task_store::purge(const expired_entries& found, millis finished_before, m
   std::map<std::string, status_counts> staged;
   rocksdb::ReadOptions ro;
   ro.fill_cache = false;  // old data, read once
-  std::string value;
-  rocksdb::Status s;
+
+  std::vector<const std::string*> entries;  // the well-formed finish time entries
+  std::vector<std::string> keys;            // and the keys of their records
+  entries.reserve(found.tasks.size());
+  keys.reserve(found.tasks.size());
   for (const auto& entry : found.tasks) {
     if (entry.size() != finish_entry_size) continue;
-    const task_id id = finish_entry_id(entry);
-    const std::string key = task_key(id);
-    s = d.db->Get(ro, d.cf(cf_done), key, &value);
+    entries.push_back(&entry);
+    keys.push_back(task_key(finish_entry_id(entry)));
+  }
+  const auto records = d.read_batch(cf_done, ro, keys);
+  for (std::size_t i = 0; i < keys.size(); ++i) {
+    const task_id id = read_be64(keys[i]);
+    rocksdb::Status s = records.statuses[i];
     if (s.IsNotFound()) {
       // Retried or removed since it was found (which took its entries along), or an entry
       // without its task, which leads nowhere: either way the entry can go.
-      s = wb.Delete(d.cf(cf_index_keys), entry);
+      s = wb.Delete(d.cf(cf_index_keys), *entries[i]);
     } else if (s.ok()) {
       task t;
-      if (!decode_record(value, id, t) || !valid_status(t.status)) {
+      if (!decode_record(records.values[i], id, t) || !valid_status(t.status)) {
         ++out.unreadable;  // left in place: it is data, and recover() or get() will report it
         continue;
       }
       // Finished again since it was found: not old any more.
       if (t.finished_at == 0 || t.finished_at >= finished_before) continue;
-      s = wb.Delete(d.cf(cf_done), key);
+      s = wb.Delete(d.cf(cf_done), keys[i]);
       if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
       if (s.ok()) {
         take_one(d.staged_counts(staged, t.project), t.status);
@@ -1891,16 +1909,18 @@ status task_store::purge(const expired_entries& found, millis finished_before, m
     if (!s.ok())
       return from_rocksdb(s, d.context("cannot stage purge of task " + std::to_string(id)));
   }
-  for (const auto& key : found.keys) {
-    s = d.db->Get(ro, d.cf(cf_idempotency), key, &value);
+
+  const auto values = d.read_batch(cf_idempotency, ro, found.keys);
+  for (std::size_t i = 0; i < found.keys.size(); ++i) {
+    rocksdb::Status s = values.statuses[i];
     if (s.IsNotFound()) continue;
-    task_id id = 0;
-    millis created_at = 0;
     if (s.ok()) {
-      const bool readable = decode_idempotency(value, id, created_at);
+      task_id id = 0;
+      millis created_at = 0;
+      const bool readable = decode_idempotency(values.values[i], id, created_at);
       if (!readable) ++out.unreadable;
       if (readable && created_at >= keys_before) continue;  // used again since
-      s = wb.Delete(d.cf(cf_idempotency), key);
+      s = wb.Delete(d.cf(cf_idempotency), found.keys[i]);
       if (s.ok()) ++out.keys_removed;
     }
     if (!s.ok()) return from_rocksdb(s, d.context("cannot stage purge of an idempotency key"));
