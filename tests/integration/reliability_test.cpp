@@ -774,19 +774,32 @@ TEST_CASE("finished tasks are removed after the retention, unfinished ones stay"
   dispatcher_process d({{"--retention", "300ms", "--idempotency-window", "300ms"}});
   wire_client producer(d.work_endpoint());
   wire_client w(d.work_endpoint());
-  expect<protocol::registered>(w.call(worker_spec("w")));
+  constexpr std::uint32_t capacity = 100;
+  expect<protocol::registered>(w.call(worker_spec("w", capacity)));
   auto keyed = spec("echo", "x");
   keyed.idempotency_key = "purged-with-its-task";
   const auto done = submit(producer, {keyed}).at(0);
   auto jobs = fetch(w, 1);
   REQUIRE(jobs.size() == 1);
   expect<protocol::ok>(w.call(protocol::complete{done, 1, "r"}));
+  // More finished tasks than one slice of the purge (500) takes, so the round needs several.
+  constexpr std::size_t bulk = 1'200;
+  submit(producer, std::vector<protocol::task_spec>(bulk, spec("echo", "y")));
+  for (std::size_t finished = 0; finished < bulk;) {
+    const auto batch = fetch(w, capacity);
+    REQUIRE_FALSE(batch.empty());
+    protocol::report r;
+    for (const auto& j : batch) r.results.push_back({j.task, j.attempt, false, "r", "", true});
+    CHECK(expect<protocol::reported>(w.call(std::move(r))).refused.empty());
+    finished += batch.size();
+  }
   const auto waiting = submit(producer, {spec("nobody-serves-this")}).at(0);
   // The first purge runs a few seconds after the start.
   const bool purged = wait_until(
       [&] {
         const auto r = producer.call(protocol::get_task{done});
-        return std::holds_alternative<protocol::error>(r.body);
+        return std::holds_alternative<protocol::error>(r.body) &&
+               d.stats().tasks.at("completed") == 0;
       },
       15s);
   REQUIRE(purged);
