@@ -33,6 +33,7 @@ using settings_atom = caf::atom_constant<caf::atom("settings")>;    // -> projec
 using moved_atom = caf::atom_constant<caf::atom("moved")>;          // -> project: status change
 using info_atom = caf::atom_constant<caf::atom("info")>;            // -> project: describe
 using events_atom = caf::atom_constant<caf::atom("events")>;        // -> notifier
+using events_due_atom = caf::atom_constant<caf::atom("eventsdue")>;  // dispatcher, to itself
 using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;    // drain, then quit
 using purge_atom = caf::atom_constant<caf::atom("purge")>;          // retention of old tasks
 

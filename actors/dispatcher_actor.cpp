@@ -23,6 +23,13 @@
 namespace dispatch::actors {
 namespace {
 
+// Events go to the notifier in batches: every message to it wakes its thread and costs a write
+// to the event log, which at one message per dispatcher message was about a tenth of the
+// daemon's CPU at K=1 (bench/README.md). A batch leaves this long after its first event, or
+// at once when it is this large.
+constexpr auto event_batch_delay = std::chrono::milliseconds(5);
+constexpr std::size_t event_batch_size = 4096;
+
 using timer = task_timers::kind;
 using protocol::error_code;
 
@@ -111,6 +118,9 @@ struct dispatcher_state {
   // Worker and project actors are not linked (a worker actor stopped on purpose must not take the
   // dispatcher with it), so they are stopped here, however the dispatcher ends.
   ~dispatcher_state() {
+    // Events still batched are logged before the notifier stops: main() stops it only after
+    // this actor, and this message reaches its mailbox first.
+    if (!events.empty()) caf::anon_send(notifier, events_atom::value, std::move(events));
     for (auto& [id, w] : workers)
       if (w.actor) caf::anon_send_exit(w.actor, caf::exit_reason::user_shutdown);
     for (auto& [name, p] : projects) caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
@@ -156,8 +166,10 @@ struct dispatcher_state {
   std::minstd_rand jitter{std::random_device{}()};
   recent_activity recent;
 
-  // Produced while handling one message, sent once at its end (see flush()).
+  // Events batched for the notifier (see event_batch_delay), with a timer armed for them.
   event_list events;
+  bool events_due_armed = false;
+  // Produced while handling one message, sent once at its end (see flush()).
   project_deltas deltas;
   // Store writes of the message, one request to the persistence actor at its end, and what to
   // do once they are stored: plain acknowledgements, and continuations.
@@ -223,17 +235,25 @@ struct dispatcher_state {
 
   // Ends the handling of every message: runs the dispatch pass it asked for (one per message,
   // however many submits, fetches or completions it held), then sends what it produced: its
-  // store writes as one request, and its events and count changes as one message per touched
-  // project and one to the notifier, however many tasks moved.
+  // store writes as one request and its count changes as one message per touched project,
+  // however many tasks moved. Its events join the batch for the notifier.
   void flush() {
     if (dispatch_wanted) run_dispatch();
     flush_writes();
     for (auto& [name, d] : deltas) self->send(project(name), moved_atom::value, d);
     deltas.clear();
-    if (!events.empty()) {
-      self->send(notifier, events_atom::value, std::move(events));
-      events.clear();
+    if (events.size() >= event_batch_size) {
+      send_events();
+    } else if (!events.empty() && !events_due_armed) {
+      events_due_armed = true;
+      self->delayed_send(self, event_batch_delay, events_due_atom::value);
     }
+  }
+
+  void send_events() {
+    if (events.empty()) return;
+    self->send(notifier, events_atom::value, std::move(events));
+    events.clear();
   }
 
   // Runs the policy at the end of the current message (flush()).
@@ -1057,6 +1077,7 @@ struct dispatcher_state {
   }
 
   void on(const peer_address& from, std::uint64_t id, protocol::list_events& q) {
+    send_events();  // ahead of the query: it sees every event that happened before it
     self->request(notifier, std::chrono::seconds(10), list_atom::value, std::move(q))
         .then([=](protocol::event_list& page) { reply(from, id, std::move(page)); },
               [=](caf::error& e) {
@@ -1448,6 +1469,10 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
         self->state.flush();
       },
       [=](purge_atom) { self->state.run_purge(); },
+      [=](events_due_atom) {
+        self->state.events_due_armed = false;
+        self->state.send_events();
+      },
   };
 }
 
