@@ -7,10 +7,10 @@
 //   (inbound_atom, std::vector<inbound>)  the requests the I/O thread read in one wake-up
 #pragma once
 
+#include <caf/fwd.hpp>
 #include <chrono>
 #include <memory>
-
-#include <caf/fwd.hpp>
+#include <vector>
 
 #include "actors/atoms.hpp"
 #include "actors/worker_actor.hpp"
@@ -42,6 +42,8 @@ struct dispatcher_settings {
   std::size_t resident_tasks = 100000;
   // Finished tasks are removed this long after they finished.
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
+  // The store reader's thread runs only on these CPUs (--storage-cpus); empty: anywhere.
+  std::vector<int> storage_cpus;
 };
 
 // `store` is read directly for point reads (idempotency keys, parked tasks) and by the task

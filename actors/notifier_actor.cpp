@@ -1,18 +1,19 @@
 #include "actors/notifier_actor.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <filesystem>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "actors/atoms.hpp"
 #include "actors/event_command_sink.hpp"
+#include "actors/pin_actor_thread.hpp"
 #include "persistence/event_log.hpp"
 #include "protocol/wall_clock.hpp"
 
@@ -59,6 +60,7 @@ struct notifier_resources {
   std::unique_ptr<persistence::event_log> log;
   std::unique_ptr<zmq::socket_t> pub;  // null: publishing is off
   std::unique_ptr<event_command_sink> sink;  // null: no command
+  std::vector<int> cpus;                     // --storage-cpus
   std::chrono::milliseconds retention{0};  // 0: keep events forever
 };
 
@@ -111,6 +113,7 @@ caf::behavior notifier(caf::stateful_actor<notifier_state>* self,
   // Moved out rather than shared: CAF may keep the spawn arguments alive after this call, and
   // the socket must close with the state, not whenever CAF lets go of them.
   self->state.r = std::move(*resources);
+  pin_actor_thread("notifier", self->state.r.cpus);  // detached: this is the actor's thread
   self->send(self, purge_atom::value);  // old events may have aged while the daemon was down
   return {
       [=](events_atom, const event_list& events) {
@@ -162,6 +165,7 @@ caf::behavior notifier(caf::stateful_actor<notifier_state>* self,
 caf::actor spawn_notifier(caf::actor_system& system, zmq::context_t& context,
                           const notifier_settings& settings) {
   auto r = std::make_shared<notifier_resources>();
+  r->cpus = settings.storage_cpus;
   const auto dir = (std::filesystem::path(settings.data_dir) / "events").string();
   if (const auto s = persistence::event_log::open(dir, r->log); !s.is_ok())
     throw std::runtime_error(s.to_string());

@@ -9,10 +9,10 @@
 //   (list_atom, protocol::list_events)   -> protocol::event_list (stored events after a seq)
 #pragma once
 
+#include <caf/fwd.hpp>
 #include <chrono>
 #include <string>
-
-#include <caf/fwd.hpp>
+#include <vector>
 
 namespace zmq {
 class context_t;
@@ -25,6 +25,7 @@ struct notifier_settings {
   std::string data_dir = "./data";                       // the event log lives in data_dir/events
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
   std::string command;  // run for every event with its JSON on stdin; "" = none
+  std::vector<int> storage_cpus;  // its thread runs only on these CPUs; empty: anywhere
 };
 
 // Opens the event log and binds the PUB socket; throws std::runtime_error naming what failed.

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "actors/pin_actor_thread.hpp"
 #include "metrics/dispatcher_metrics.hpp"
 
 namespace dispatch::actors {
@@ -57,7 +58,9 @@ void flush(persistence_actor* self) {
 }
 
 caf::behavior persistence(persistence_actor* self, shared_store store,
-                          std::shared_ptr<metrics::dispatcher_metrics> metrics) {
+                          std::shared_ptr<metrics::dispatcher_metrics> metrics,
+                          const std::vector<int>& cpus) {
+  pin_actor_thread("persistence", cpus);  // detached: this runs on the actor's own thread
   self->state.store = std::move(store);
   self->state.metrics = std::move(metrics);
   return {
@@ -99,8 +102,10 @@ caf::behavior persistence(persistence_actor* self, shared_store store,
 }  // namespace
 
 caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
-                             std::shared_ptr<metrics::dispatcher_metrics> metrics) {
-  return system.spawn<caf::detached>(persistence, std::move(store), std::move(metrics));
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics,
+                             std::vector<int> cpus) {
+  return system.spawn<caf::detached>(persistence, std::move(store), std::move(metrics),
+                                     std::move(cpus));
 }
 
 }  // namespace dispatch::actors

@@ -20,7 +20,9 @@ class dispatcher_metrics;
 
 namespace dispatch::actors {
 
+// `cpus`: the CPUs its thread may run on (--storage-cpus); empty: any.
 caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
-                             std::shared_ptr<metrics::dispatcher_metrics> metrics);
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics,
+                             std::vector<int> cpus = {});
 
 }  // namespace dispatch::actors

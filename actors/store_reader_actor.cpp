@@ -2,6 +2,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/pin_actor_thread.hpp"
 #include "persistence/task_store.hpp"
 
 namespace dispatch::actors {
@@ -12,7 +13,9 @@ namespace {
 // persistence actor in small slices.
 constexpr std::size_t expired_per_find = 20'000;
 
-caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
+caf::behavior store_reader(caf::event_based_actor*, shared_store store,
+                           const std::vector<int>& cpus) {
+  pin_actor_thread("store reader", cpus);
   return {
       [store](list_atom,
               const persistence::task_filter& filter) -> caf::result<protocol::task_list> {
@@ -41,9 +44,9 @@ caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
 
 }  // namespace
 
-caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store) {
+caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store, std::vector<int> cpus) {
   // Detached: a query blocks on RocksDB and must not hold a scheduler thread.
-  return owner->spawn<caf::detached + caf::linked>(store_reader, std::move(store));
+  return owner->spawn<caf::detached + caf::linked>(store_reader, std::move(store), std::move(cpus));
 }
 
 }  // namespace dispatch::actors

@@ -23,6 +23,8 @@
 
 namespace dispatch::actors {
 
-caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store);
+// `cpus`: the CPUs its thread may run on (--storage-cpus); empty: any.
+caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store,
+                              std::vector<int> cpus = {});
 
 }  // namespace dispatch::actors

@@ -34,7 +34,7 @@ struct run_figures {
 
 run_figures run_rate(zmq::context_t& context, const common_options& o, double rate,
                      std::size_t tasks, std::size_t workers) {
-  dispatcher_daemon daemon({o.dispatcherd, "wal", "", {}});
+  dispatcher_daemon daemon({o.dispatcherd, "wal", "", o.daemon_args()});
   fleet_options f;
   f.endpoint = daemon.work_endpoint();
   f.token = daemon.tokens().token(role::worker);
@@ -72,7 +72,8 @@ int run(int argc, char** argv) {
   raise_open_file_limit();
 
   report rep("latency", o.repetitions);
-  rep.params() = {{"seconds", seconds},
+  rep.params() = {{"storage_cpus", o.storage_cpus},
+                  {"seconds", seconds},
                   {"workers", workers},
                   {"capacity", o.capacity},
                   {"payload_bytes", o.payload},

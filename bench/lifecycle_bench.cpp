@@ -33,7 +33,7 @@ struct run_figures {
 
 run_figures run_dispatch(zmq::context_t& context, const common_options& o,
                          const std::string& durability, std::size_t workers) {
-  dispatcher_daemon daemon({o.dispatcherd, durability, "", {}});
+  dispatcher_daemon daemon({o.dispatcherd, durability, "", o.daemon_args()});
   fleet_options f;
   f.endpoint = daemon.work_endpoint();
   f.token = daemon.tokens().token(role::worker);
@@ -79,7 +79,8 @@ int run(int argc, char** argv) {
   raise_open_file_limit();
 
   report rep("lifecycle", o.repetitions);
-  rep.params() = {{"tasks", o.tasks},
+  rep.params() = {{"storage_cpus", o.storage_cpus},
+                  {"tasks", o.tasks},
                   {"batch", o.batch},
                   {"in_flight", o.in_flight},
                   {"payload_bytes", o.payload},

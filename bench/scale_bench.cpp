@@ -70,7 +70,7 @@ struct backlog_figures {
 backlog_figures run_backlog(zmq::context_t& context, const common_options& o,
                             const scale_options& s) {
   backlog_figures out;
-  dispatcher_daemon daemon({o.dispatcherd, "wal", "", {}});
+  dispatcher_daemon daemon({o.dispatcherd, "wal", "", o.daemon_args()});
   // The daemon's baseline settles within a moment of its start.
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   const std::uint64_t before = resident_bytes(daemon.pid());
@@ -116,7 +116,7 @@ backlog_figures run_backlog(zmq::context_t& context, const common_options& o,
 }
 
 double run_idle(zmq::context_t& context, const common_options& o, const scale_options& s) {
-  dispatcher_daemon daemon({o.dispatcherd, "wal", "", {}});
+  dispatcher_daemon daemon({o.dispatcherd, "wal", "", o.daemon_args()});
   fleet_options f = workers_of(daemon, s.idle_workers, o.capacity, "idle");
   f.threads = 4;  // a few threads poll all connections: the load is on the daemon
   worker_fleet fleet(context, f);
@@ -143,7 +143,7 @@ finished_figures run_finished(const common_options& o, const scale_options& s) {
   scratch_dir dir("dispatch-finished");
   const std::string data = dir.path() + "/data";
   out.build_s = build_finished_store(data, s.finished, s.pending_in_store, o.payload);
-  dispatcher_daemon daemon({o.dispatcherd, "wal", data, {}});
+  dispatcher_daemon daemon({o.dispatcherd, "wal", data, o.daemon_args()});
   out.start_s = std::chrono::duration<double>(daemon.last_start_duration()).count();
   zmq::context_t context(1);
   wire_client admin(context, daemon.admin_endpoint(), daemon.tokens().token(role::admin));
@@ -186,7 +186,8 @@ int run(int argc, char** argv) {
   raise_open_file_limit();
 
   report rep("scale", o.repetitions);
-  rep.params() = {{"backlog", s.backlog},
+  rep.params() = {{"storage_cpus", o.storage_cpus},
+                  {"backlog", s.backlog},
                   {"drain", s.drain},
                   {"drain_workers", s.drain_workers},
                   {"idle_workers", s.idle_workers},

@@ -42,6 +42,7 @@ struct daemon_config {
   std::string curve_secret_key;  // server secret key file; set = CURVE on work and admin
   std::string curve_allow;       // client public keys allowed in (required with CURVE)
   std::size_t threads = 1;       // actor scheduler threads; 0 = one per core
+  std::vector<int> storage_cpus;  // the store's threads run only here; empty: anywhere
   std::string log_level = "info";
 };
 

@@ -66,7 +66,9 @@ bool start_curve(const daemon_config& cfg, zmq::context_t& context,
 
 int run(const daemon_config& cfg, const sigset_t& signals) {
   std::unique_ptr<persistence::task_store> opened;
-  if (auto s = persistence::task_store::open({cfg.data_dir, cfg.durability}, opened); !s.is_ok()) {
+  if (auto s =
+          persistence::task_store::open({cfg.data_dir, cfg.durability, cfg.storage_cpus}, opened);
+      !s.is_ok()) {
     spdlog::critical("{}", s.to_string());
     return 1;
   }
@@ -142,12 +144,13 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   if (threads == 1)
     caf_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::seconds(60)});
   caf::actor_system system{caf_cfg};
-  auto persistence = actors::spawn_persistence(system, store, metrics);
+  auto persistence = actors::spawn_persistence(system, store, metrics, cfg.storage_cpus);
   actors::notifier_settings events;
   events.events_endpoint = cfg.events_endpoint;
   events.data_dir = cfg.data_dir;
   events.retention = cfg.event_retention;
   events.command = cfg.event_command;
+  events.storage_cpus = cfg.storage_cpus;
   auto notifier = actors::spawn_notifier(system, zmq_context, events);
   actors::dispatcher_settings settings;
   settings.liveness = {cfg.heartbeat, cfg.liveness};
@@ -159,6 +162,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.idempotency_window = cfg.idempotency_window;
   settings.retention = cfg.retention;
   settings.resident_tasks = cfg.resident_tasks;
+  settings.storage_cpus = cfg.storage_cpus;
   dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
                                         persistence, notifier, out, metrics);
 

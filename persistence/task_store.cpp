@@ -25,6 +25,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "persistence/cpu_pinning.hpp"
 #include "protocol/codec.hpp"
 
 namespace dispatch::persistence {
@@ -364,20 +365,30 @@ rocksdb::CompressionType done_compression() {
   return rocksdb::kNoCompression;
 }
 
-// RocksDB counts, per thread, every key comparison and more into a thread-local perf context
-// unless told not to; the counting is a thread-local access in every comparison, and nobody
-// reads the counts. Flush and compaction threads belong to RocksDB: their first flush or
-// compaction turns it off for good (perf levels are per thread).
-class perf_counting_off : public rocksdb::EventListener {
+// Set up on RocksDB's flush and compaction threads at each job they start (they belong to
+// RocksDB, so there is no earlier hook). RocksDB counts, per thread, every key comparison and
+// more into a thread-local perf context unless told not to; the counting is a thread-local
+// access in every comparison, and nobody reads the counts. With --storage-cpus the threads are
+// also kept on those CPUs (cpu_pinning.hpp); a job is a flush or compaction of megabytes, so a
+// system call each is nothing.
+class background_thread_setup : public rocksdb::EventListener {
  public:
-  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { off(); }
-  void OnCompactionBegin(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override { off(); }
-  static void off() { rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable); }
+  explicit background_thread_setup(std::vector<int> cpus) : cpus_(std::move(cpus)) {}
+  void OnFlushBegin(rocksdb::DB*, const rocksdb::FlushJobInfo&) override { set_up(); }
+  void OnCompactionBegin(rocksdb::DB*, const rocksdb::CompactionJobInfo&) override { set_up(); }
+
+ private:
+  void set_up() const {
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
+    // Validated when the option was parsed; a failure here only costs the pinning.
+    [[maybe_unused]] const auto s = pin_this_thread(cpus_);
+  }
+  const std::vector<int> cpus_;
 };
 
 // Options are kept close to RocksDB's defaults on purpose; each change below answers a specific
 // property of a queue's workload.
-rocksdb::DBOptions make_db_options() {
+rocksdb::DBOptions make_db_options(const std::vector<int>& background_cpus) {
   rocksdb::DBOptions o;
   o.create_if_missing = true;
   o.create_missing_column_families = true;
@@ -391,7 +402,7 @@ rocksdb::DBOptions make_db_options() {
   // Required by the index's vector memtable (make_index_options). Concurrent memtable writes
   // only help several writer threads; the store has one.
   o.allow_concurrent_memtable_write = false;
-  o.listeners.push_back(std::make_shared<perf_counting_off>());
+  o.listeners.push_back(std::make_shared<background_thread_setup>(background_cpus));
   return o;
 }
 
@@ -653,7 +664,8 @@ struct task_store::impl {
           wb.Put(cf(cf_meta), std::string(counts_prefix) + project, encode_counts(c));
       if (!s.ok()) return from_rocksdb(s, context("cannot stage counts of '" + project + "'"));
     }
-    perf_counting_off::off();  // the writer's thread: a thread-local store, cheap to repeat
+    // The writer's thread (see background_thread_setup): a thread-local store, cheap to repeat.
+    rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
     const rocksdb::Status s = db->Write(write_options, &wb);
     if (!s.ok()) return refused(s);
     std::lock_guard<std::mutex> lock(counts_mutex);
@@ -762,8 +774,8 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
 
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
-  const rocksdb::Status s =
-      rocksdb::DB::Open(make_db_options(), dir, descriptors, &raw_handles, &raw_db);
+  const rocksdb::Status s = rocksdb::DB::Open(make_db_options(options.background_cpus), dir,
+                                              descriptors, &raw_handles, &raw_db);
   // Take ownership before anything else can return; on failure RocksDB has already released
   // everything and left both empty.
   auto p = std::make_unique<impl>();

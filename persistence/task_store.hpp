@@ -56,6 +56,8 @@ enum class durability : std::uint8_t {
 struct store_options {
   std::string dir = "./data";
   durability mode = durability::wal;
+  // RocksDB's flush and compaction threads run only on these CPUs; empty: anywhere.
+  std::vector<int> background_cpus;
 };
 
 using status_counts = std::array<std::uint64_t, task_status_count>;  // index = task_status

@@ -54,13 +54,25 @@ build=${BENCH_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target "${targets[@]}"
 
+# The daemon runs as it would be deployed on a machine this small: its store threads on the last
+# core (dispatcherd --storage-cpus), the request path free to use the others. BENCH_STORAGE_CPUS
+# names other CPUs; set it empty to leave the daemon unpinned.
+cores=$(nproc)
+default_storage=""
+if [ "$cores" -ge 2 ]; then default_storage=$((cores - 1)); fi
+storage_cpus=${BENCH_STORAGE_CPUS-$default_storage}
+
 results=${BENCH_RESULTS:-bench/results}
 mkdir -p "$results"
 start=$(date +%s)
 for s in "${sections[@]}"; do
   echo
   echo "=== $s ==="
-  "$build/bin/${s}_bench" "${quick[@]}" --out "$results"
+  daemon=()
+  if [ -n "$storage_cpus" ] && [[ $s =~ ^(lifecycle|latency|scale)$ ]]; then
+    daemon=(--storage-cpus "$storage_cpus")
+  fi
+  "$build/bin/${s}_bench" "${quick[@]}" "${daemon[@]}" --out "$results"
 done
 echo
 echo "bench: done in $(( $(date +%s) - start )) s; results in $results/:"

@@ -136,7 +136,7 @@ class task_store_writer final : public writer {
  public:
   task_store_writer(const std::string& dir, bool fsync) {
     const auto s = persistence::task_store::open(
-        {dir, fsync ? persistence::durability::fsync : persistence::durability::wal}, store_);
+        {dir, fsync ? persistence::durability::fsync : persistence::durability::wal, {}}, store_);
     if (!s.is_ok()) throw std::runtime_error("cannot open the store: " + s.message());
   }
   void submitted(const std::vector<task>& tasks, task_id last_id) override {

@@ -15,7 +15,7 @@ double build_finished_store(const std::string& dir, std::size_t finished, std::s
                             std::size_t payload) {
   const auto start = bench_clock::now();
   std::unique_ptr<persistence::task_store> store;
-  if (auto s = persistence::task_store::open({dir, persistence::durability::wal}, store);
+  if (auto s = persistence::task_store::open({dir, persistence::durability::wal, {}}, store);
       !s.is_ok())
     throw std::runtime_error("cannot open the store: " + s.message());
 

@@ -19,6 +19,13 @@ void add_common_options(CLI::App& app, common_options& o) {
                "Workers send one complete per job instead of one report per batch of jobs");
   app.add_option("--out", o.out_dir, "Directory for the JSON results");
   app.add_option("--dispatcherd", o.dispatcherd, "The dispatcherd binary to measure");
+  app.add_option("--storage-cpus", o.storage_cpus,
+                 "Passed to dispatcherd: CPUs for its store threads (e.g. 1; default: none)");
+}
+
+std::vector<std::string> common_options::daemon_args() const {
+  if (storage_cpus.empty()) return {};
+  return {"--storage-cpus", storage_cpus};
 }
 
 void apply_quick(const CLI::App& app, common_options& o) {

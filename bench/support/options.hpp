@@ -20,6 +20,9 @@ struct common_options {
   bool complete_each = false;  // workers send one complete per job, not one report per fetch
   std::string out_dir = std::string(DISPATCH_SOURCE_DIR) + "/bench/results";
   std::string dispatcherd = DISPATCHERD_PATH;  // another build can be measured with the same bench
+  std::string storage_cpus;                    // dispatcherd --storage-cpus; empty: not given
+  // The options every measured dispatcherd gets from these (--storage-cpus).
+  std::vector<std::string> daemon_args() const;
 };
 
 // Registers the shared options on `app`.

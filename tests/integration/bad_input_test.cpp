@@ -685,6 +685,8 @@ TEST_CASE("bad command-line options make dispatcherd exit with 2 naming the opti
       {{"--nope"}, "--nope"},
       {{"--heartbeat", "10 parsecs"}, "--heartbeat"},
       {{"--max-frame", "12"}, "--max-frame"},
+      {{"--storage-cpus", "1-x"}, "--storage-cpus"},
+      {{"--storage-cpus", "100000"}, "--storage-cpus"},
   };
   int n = 0;
   for (const auto& [args, option] : cases) {

@@ -1,11 +1,13 @@
 // Stopping and crashing dispatcherd loses no acknowledged task.
-#include <catch2/catch.hpp>
+#include <sched.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
 
 #include "persistence/task_store.hpp"
 #include "tests/integration/harness.hpp"
+#include "tests/support/thread_cpus.hpp"
 #include "tests/support/time_scale.hpp"
 
 using namespace dispatch;
@@ -116,7 +118,8 @@ TEST_CASE("a task submitted after a restart is never created before the stored o
           .count();
   {
     std::unique_ptr<persistence::task_store> store;
-    REQUIRE(persistence::task_store::open({d.data_dir()}, store).is_ok());
+    REQUIRE(persistence::task_store::open({d.data_dir(), persistence::durability::wal, {}}, store)
+                .is_ok());
     task t;
     t.id = 1;
     t.project = "p";
@@ -135,4 +138,32 @@ TEST_CASE("a task submitted after a restart is never created before the stored o
   CHECK(status_of(producer, 1).created_at == ahead);
   CHECK(status_of(producer, 2).created_at == ahead);
   CHECK(status_of(producer, 3).created_at == ahead);
+}
+
+TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks still flow") {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  int last = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) last = cpu;
+  const auto storage = std::to_string(last);
+  dispatcher_process d({{"--storage-cpus", storage}});
+  wire_client producer(d.work_endpoint());
+  const auto ids = expect<protocol::submitted>(producer.call(echoes(20))).ids;
+  auto agent = start_agent(d, "pinned", {"--capacity", "4"});
+  REQUIRE(wait_until([&] { return d.stats().tasks.at("completed") == ids.size(); }, 60s));
+  CHECK(status_of(producer, ids[7]).result == "payload-7");
+
+  const auto threads = thread_cpus(d.process().pid());
+  // The detached actors are CAF's "caf.actor" threads: persistence, store reader, notifier.
+  const auto [first, end] = threads.equal_range("caf.actor");
+  int pinned = 0;
+  for (auto it = first; it != end; ++it) pinned += it->second == storage;
+  CHECK(pinned >= 3);
+  // The request path (ZeroMQ's I/O thread, the actor scheduler) is left to the kernel: it may
+  // run on every CPU the daemon's main thread may.
+  const auto main_cpus = threads.find("dispatcherd")->second;
+  CHECK(threads.find("ZMQbg/IO/0")->second == main_cpus);
+  CHECK(threads.find("caf.multiplexer")->second == main_cpus);
 }

@@ -2,9 +2,11 @@
 #include <catch2/catch.hpp>
 
 #include "tests/support/temp_dir.hpp"
+#include "tests/support/thread_cpus.hpp"
 
 #include <fcntl.h>         // open
 #include <rocksdb/db.h>
+#include <sched.h>         // sched_getaffinity
 #include <signal.h>        // sigaction
 #include <stdlib.h>        // mkdtemp, getenv
 #include <sys/resource.h>  // setrlimit
@@ -51,7 +53,7 @@ class temp_dir : public dispatch::testing::temp_dir {
 
 std::unique_ptr<task_store> open_store(const std::string& dir, durability mode = durability::wal) {
   std::unique_ptr<task_store> s;
-  const status st = task_store::open(store_options{dir, mode}, s);
+  const status st = task_store::open(store_options{dir, mode, {}}, s);
   INFO(st.to_string());
   REQUIRE(st.is_ok());
   REQUIRE(s != nullptr);
@@ -620,7 +622,7 @@ TEST_CASE("opening the same directory twice fails and names it", "[task_store]")
   temp_dir tmp;
   auto first = open_store(tmp.store());
   std::unique_ptr<task_store> second;
-  const status st = task_store::open(store_options{tmp.store(), durability::wal}, second);
+  const status st = task_store::open(store_options{tmp.store(), durability::wal, {}}, second);
   REQUIRE_FALSE(st.is_ok());
   REQUIRE(second == nullptr);
   REQUIRE_THAT(st.message(), Contains("cannot open store in " + tmp.store()));
@@ -639,25 +641,25 @@ TEST_CASE("opening an unusable path fails with a clear message", "[task_store]")
   std::unique_ptr<task_store> s;
 
   SECTION("the path is a regular file") {
-    const status st = task_store::open(store_options{file, durability::wal}, s);
+    const status st = task_store::open(store_options{file, durability::wal, {}}, s);
     REQUIRE(st.error_code() == status::code::io_error);
     REQUIRE(st.message() == "cannot open store in " + file + ": the path exists and is not a directory");
   }
   SECTION("the path is under a regular file") {
     const std::string dir = file + "/store";
-    const status st = task_store::open(store_options{dir, durability::wal}, s);
+    const status st = task_store::open(store_options{dir, durability::wal, {}}, s);
     REQUIRE(st.error_code() == status::code::io_error);
     REQUIRE_THAT(st.message(), Contains("cannot open store in " + dir + ": cannot create the directory"));
   }
   SECTION("the path is under a location nobody can write to") {
     // /proc refuses new directories even to root, so this holds however the tests run.
     const std::string dir = "/proc/dispatch-task-store-test/store";
-    const status st = task_store::open(store_options{dir, durability::wal}, s);
+    const status st = task_store::open(store_options{dir, durability::wal, {}}, s);
     REQUIRE(st.error_code() == status::code::io_error);
     REQUIRE_THAT(st.message(), Contains("cannot open store in " + dir + ": cannot create the directory"));
   }
   SECTION("no directory at all") {
-    const status st = task_store::open(store_options{"", durability::wal}, s);
+    const status st = task_store::open(store_options{"", durability::wal, {}}, s);
     REQUIRE(st.error_code() == status::code::invalid_argument);
   }
   REQUIRE(s == nullptr);
@@ -2046,4 +2048,27 @@ TEST_CASE("an index whose build was cut short is built again from scratch", "[ta
   const auto keys = raw_index_keys(tmp.store());
   REQUIRE(keys.size() == full_entries);
   REQUIRE(entries_of(keys, 1) == full_entries);
+}
+
+TEST_CASE("with background CPUs set RocksDB's flush thread runs only on them") {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
+  int last = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &allowed)) last = cpu;
+  temp_dir tmp;
+  {
+    std::unique_ptr<task_store> s;
+    REQUIRE(task_store::open(store_options{tmp.store(), durability::wal, {last}}, s).is_ok());
+    write_batch b;
+    b.put_task(make_task(1, "p"), std::nullopt);
+    REQUIRE(s->apply(b).is_ok());
+  }  // a clean close flushes the memtables, a job of RocksDB's flush thread
+  const auto threads = dispatch::testing::thread_cpus(getpid());
+  const auto [first, end] = threads.equal_range("rocksdb:high");
+  REQUIRE(first != end);
+  int pinned = 0;
+  for (auto it = first; it != end; ++it) pinned += it->second == std::to_string(last);
+  CHECK(pinned >= 1);
 }

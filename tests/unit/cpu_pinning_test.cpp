@@ -1,0 +1,81 @@
+#include "persistence/cpu_pinning.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <catch2/catch.hpp>
+#include <thread>
+
+using dispatch::persistence::parse_cpu_list;
+using dispatch::persistence::pin_this_thread;
+
+namespace {
+
+std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  return cpus;
+}
+
+std::vector<int> this_thread_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  REQUIRE(pthread_getaffinity_np(pthread_self(), sizeof set, &set) == 0);
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  return cpus;
+}
+
+}  // namespace
+
+TEST_CASE("a CPU list of single CPUs and ranges comes back sorted without repeats") {
+  const auto allowed = allowed_cpus();
+  REQUIRE_FALSE(allowed.empty());
+  const auto first = std::to_string(allowed.front());
+  const auto last = std::to_string(allowed.back());
+  std::vector<int> cpus;
+  std::string error;
+  REQUIRE(parse_cpu_list(first, cpus, error));
+  CHECK(cpus == std::vector<int>{allowed.front()});
+  // Every CPU from the first allowed to the last as a range, with repeats, out of order: taken
+  // as the allowed set when it has no gaps, refused (a CPU in a gap) when it has.
+  const auto text = last + "," + first + "-" + last + "," + first;
+  const bool contiguous = allowed.back() - allowed.front() + 1 == static_cast<int>(allowed.size());
+  CHECK(parse_cpu_list(text, cpus, error) == contiguous);
+  if (contiguous) CHECK(cpus == allowed);
+}
+
+TEST_CASE("malformed CPU lists and CPUs this process cannot use are refused by name") {
+  std::vector<int> cpus{7};
+  std::string error;
+  for (const char* bad : {"", ",", "1,", "a", "1-", "-1", "3-1", "1-2-3", "1 ", "+1", "0x1"}) {
+    INFO("text: '" << bad << "'");
+    CHECK_FALSE(parse_cpu_list(bad, cpus, error));
+    CHECK_THAT(error, Catch::Contains("is not a CPU number"));
+  }
+  CHECK(cpus == std::vector<int>{7});  // untouched on failure
+  CHECK_FALSE(parse_cpu_list(std::to_string(CPU_SETSIZE), cpus, error));
+  // One past the last allowed CPU exists nowhere this process may run.
+  const auto beyond = std::to_string(allowed_cpus().back() + 1);
+  CHECK_FALSE(parse_cpu_list(beyond, cpus, error));
+  CHECK_THAT(error, Catch::Contains("CPU " + beyond + " is not available"));
+}
+
+TEST_CASE("pinning a thread restricts that thread only and an empty list leaves it alone") {
+  const auto allowed = allowed_cpus();
+  std::vector<int> seen;
+  std::thread t([&] {
+    REQUIRE(pin_this_thread({}).is_ok());
+    CHECK(this_thread_cpus() == allowed);
+    REQUIRE(pin_this_thread({allowed.back()}).is_ok());
+    seen = this_thread_cpus();
+  });
+  t.join();
+  CHECK(seen == std::vector<int>{allowed.back()});
+  CHECK(this_thread_cpus() == allowed);
+}
