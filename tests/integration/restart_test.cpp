@@ -159,11 +159,11 @@ TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks 
   // The detached actors are CAF's "caf.actor" threads: persistence, store reader, notifier.
   const auto [first, end] = threads.equal_range("caf.actor");
   int pinned = 0;
-  for (auto it = first; it != end; ++it) pinned += it->second == storage;
+  for (auto it = first; it != end; ++it) pinned += it->second.cpus == storage;
   CHECK(pinned >= 3);
   // The request path (ZeroMQ's I/O thread, the actor scheduler) is left to the kernel: it may
   // run on every CPU the daemon's main thread may.
-  const auto main_cpus = threads.find("dispatcherd")->second;
-  CHECK(threads.find("ZMQbg/IO/0")->second == main_cpus);
-  CHECK(threads.find("caf.multiplexer")->second == main_cpus);
+  const auto main_cpus = threads.find("dispatcherd")->second.cpus;
+  CHECK(threads.find("ZMQbg/IO/0")->second.cpus == main_cpus);
+  CHECK(threads.find("caf.multiplexer")->second.cpus == main_cpus);
 }
