@@ -7,10 +7,11 @@
 //   (inbound_atom, std::vector<inbound>)  the requests the I/O thread read in one wake-up
 #pragma once
 
-#include <caf/fwd.hpp>
 #include <chrono>
 #include <memory>
 #include <vector>
+
+#include <caf/fwd.hpp>
 
 #include "actors/atoms.hpp"
 #include "actors/worker_actor.hpp"

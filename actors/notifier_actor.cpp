@@ -1,14 +1,14 @@
 #include "actors/notifier_actor.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <filesystem>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <zmq.hpp>
 
 #include "actors/atoms.hpp"

@@ -9,10 +9,11 @@
 //   (list_atom, protocol::list_events)   -> protocol::event_list (stored events after a seq)
 #pragma once
 
-#include <caf/fwd.hpp>
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include <caf/fwd.hpp>
 
 namespace zmq {
 class context_t;

@@ -1,7 +1,6 @@
 // Stopping and crashing dispatcherd loses no acknowledged task.
-#include <sched.h>
-
 #include <catch2/catch.hpp>
+
 #include <chrono>
 #include <csignal>
 
@@ -141,13 +140,7 @@ TEST_CASE("a task submitted after a restart is never created before the stored o
 }
 
 TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks still flow") {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
-  int last = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
-    if (CPU_ISSET(cpu, &allowed)) last = cpu;
-  const auto storage = std::to_string(last);
+  const auto storage = std::to_string(allowed_cpus().back());
   dispatcher_process d({{"--storage-cpus", storage}});
   wire_client producer(d.work_endpoint());
   const auto ids = expect<protocol::submitted>(producer.call(echoes(20))).ids;

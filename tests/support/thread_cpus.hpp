@@ -1,16 +1,31 @@
-// The CPUs each thread of a process may run on, and its nice value, as /proc shows them: what
-// --storage-cpus tests look at from outside the threads they pinned.
+// The CPUs a process and each of its threads may run on, and each thread's nice value, as the
+// kernel reports them: what --storage-cpus tests look at from outside the threads they pinned.
 #pragma once
 
+#include <sched.h>
 #include <sys/types.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace dispatch::testing {
+
+// The CPUs this process may run on, ascending.
+inline std::vector<int> allowed_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0)
+    throw std::runtime_error("sched_getaffinity failed");
+  std::vector<int> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
+    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
+  return cpus;
+}
 
 struct thread_view {
   std::string cpus;  // Cpus_allowed_list: "0-1", "1"

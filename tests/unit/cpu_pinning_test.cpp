@@ -1,25 +1,18 @@
-#include "persistence/cpu_pinning.hpp"
+#include <catch2/catch.hpp>
 
 #include <pthread.h>
 #include <sched.h>
 
-#include <catch2/catch.hpp>
 #include <thread>
+
+#include "persistence/cpu_pinning.hpp"
+#include "tests/support/thread_cpus.hpp"
 
 using dispatch::persistence::parse_cpu_list;
 using dispatch::persistence::pin_this_thread;
+using dispatch::testing::allowed_cpus;
 
 namespace {
-
-std::vector<int> allowed_cpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  REQUIRE(sched_getaffinity(0, sizeof set, &set) == 0);
-  std::vector<int> cpus;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
-    if (CPU_ISSET(cpu, &set)) cpus.push_back(cpu);
-  return cpus;
-}
 
 std::vector<int> this_thread_cpus() {
   cpu_set_t set;

@@ -6,7 +6,6 @@
 
 #include <fcntl.h>         // open
 #include <rocksdb/db.h>
-#include <sched.h>         // sched_getaffinity
 #include <signal.h>        // sigaction
 #include <stdlib.h>        // mkdtemp, getenv
 #include <sys/resource.h>  // setrlimit
@@ -2052,12 +2051,7 @@ TEST_CASE("an index whose build was cut short is built again from scratch", "[ta
 
 TEST_CASE(
     "with background CPUs set RocksDB's flush thread runs only on them at the lowest priority") {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  REQUIRE(sched_getaffinity(0, sizeof allowed, &allowed) == 0);
-  int last = 0;
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu)
-    if (CPU_ISSET(cpu, &allowed)) last = cpu;
+  const int last = dispatch::testing::allowed_cpus().back();
   temp_dir tmp;
   {
     std::unique_ptr<task_store> s;
