@@ -54,12 +54,14 @@ build=${BENCH_BUILD_DIR:-build}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j2 --target "${targets[@]}"
 
-# The daemon runs as it would be deployed on a machine this small: its store threads on the last
-# core (dispatcherd --storage-cpus), the request path free to use the others. BENCH_STORAGE_CPUS
-# names other CPUs; set it empty to leave the daemon unpinned.
-cores=$(nproc)
+# With 2 CPUs or more the daemon's store threads get the last one (dispatcherd --storage-cpus),
+# as on the 2-core machine the published figures come from; the request path may use them all.
+# BENCH_STORAGE_CPUS names other CPUs; set it empty to leave the daemon unpinned.
 default_storage=""
-if [ "$cores" -ge 2 ]; then default_storage=$((cores - 1)); fi
+if [ "$(nproc)" -ge 2 ]; then  # the last CPU this process may use (a cpuset may skip some)
+  default_storage=$(awk '/^Cpus_allowed_list/ {print $2}' /proc/self/status |
+    tr ',-' '\n\n' | tail -1)
+fi
 storage_cpus=${BENCH_STORAGE_CPUS-$default_storage}
 
 results=${BENCH_RESULTS:-bench/results}
