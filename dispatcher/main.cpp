@@ -168,11 +168,17 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
 
   std::atomic<bool> stop{false};
   std::thread io_thread([&] { io.run(stop); });
-  spdlog::info("dispatcherd ready: work {} admin {} events {} metrics {} data {} durability {}",
-               io.work_endpoint(), io.admin_endpoint(),
-               cfg.events_endpoint.empty() ? "off" : cfg.events_endpoint,
-               metrics->endpoint().empty() ? "off" : metrics->endpoint(), cfg.data_dir,
-               cfg.durability == persistence::durability::fsync ? "fsync" : "wal");
+  std::string storage_cpus;
+  for (const int cpu : cfg.storage_cpus)
+    storage_cpus += (storage_cpus.empty() ? "" : ",") + std::to_string(cpu);
+  spdlog::info(
+      "dispatcherd ready: work {} admin {} events {} metrics {} data {} durability {} "
+      "storage cpus {}",
+      io.work_endpoint(), io.admin_endpoint(),
+      cfg.events_endpoint.empty() ? "off" : cfg.events_endpoint,
+      metrics->endpoint().empty() ? "off" : metrics->endpoint(), cfg.data_dir,
+      cfg.durability == persistence::durability::fsync ? "fsync" : "wal",
+      storage_cpus.empty() ? "any" : storage_cpus);
 
   int received = 0;
   sigwait(&signals, &received);

@@ -159,4 +159,5 @@ TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks 
   const auto main_cpus = threads.find("dispatcherd")->second.cpus;
   CHECK(threads.find("ZMQbg/IO/0")->second.cpus == main_cpus);
   CHECK(threads.find("caf.multiplexer")->second.cpus == main_cpus);
+  CHECK_THAT(d.process().log(), Catch::Contains("storage cpus " + storage));
 }
