@@ -1434,7 +1434,7 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   st.settings = settings;
   st.store = std::move(store);
   st.persistence = std::move(persistence);
-  st.reader = spawn_store_reader(self, st.store, st.settings.storage_cpus);
+  st.reader = spawn_store_reader(self, st.store);
   st.notifier = std::move(notifier);
   st.out = std::move(out);
   st.metrics = std::move(metrics);

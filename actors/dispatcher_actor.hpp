@@ -9,7 +9,6 @@
 
 #include <chrono>
 #include <memory>
-#include <vector>
 
 #include <caf/fwd.hpp>
 
@@ -43,8 +42,6 @@ struct dispatcher_settings {
   std::size_t resident_tasks = 100000;
   // Finished tasks are removed this long after they finished.
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
-  // The store reader's thread runs only on these CPUs (--storage-cpus); empty: anywhere.
-  std::vector<int> storage_cpus;
 };
 
 // `store` is read directly for point reads (idempotency keys, parked tasks) and by the task

@@ -58,9 +58,8 @@ void flush(persistence_actor* self) {
 }
 
 caf::behavior persistence(persistence_actor* self, shared_store store,
-                          std::shared_ptr<metrics::dispatcher_metrics> metrics,
-                          const std::vector<int>& cpus) {
-  pin_actor_thread("persistence", cpus);  // detached: this runs on the actor's own thread
+                          std::shared_ptr<metrics::dispatcher_metrics> metrics) {
+  pin_actor_thread("persistence", store->cpus());  // detached: this is the actor's own thread
   self->state.store = std::move(store);
   self->state.metrics = std::move(metrics);
   return {
@@ -102,10 +101,8 @@ caf::behavior persistence(persistence_actor* self, shared_store store,
 }  // namespace
 
 caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
-                             std::shared_ptr<metrics::dispatcher_metrics> metrics,
-                             std::vector<int> cpus) {
-  return system.spawn<caf::detached>(persistence, std::move(store), std::move(metrics),
-                                     std::move(cpus));
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics) {
+  return system.spawn<caf::detached>(persistence, std::move(store), std::move(metrics));
 }
 
 }  // namespace dispatch::actors

@@ -20,9 +20,8 @@ class dispatcher_metrics;
 
 namespace dispatch::actors {
 
-// `cpus`: the CPUs its thread may run on (--storage-cpus); empty: any.
+// Its thread runs on the store's CPUs (store_options::cpus, --storage-cpus).
 caf::actor spawn_persistence(caf::actor_system& system, shared_store store,
-                             std::shared_ptr<metrics::dispatcher_metrics> metrics,
-                             std::vector<int> cpus = {});
+                             std::shared_ptr<metrics::dispatcher_metrics> metrics);
 
 }  // namespace dispatch::actors

@@ -1,6 +1,7 @@
-// The store's detached actors (persistence, store reader, notifier) call this first thing in
-// their behavior, which CAF runs on the actor's own thread: --storage-cpus keeps that thread on
-// the store's CPUs (persistence/cpu_pinning.hpp).
+// The store's detached actors call this first thing in their behavior, which CAF runs on the
+// actor's own thread, so that --storage-cpus keeps that thread on the store's CPUs
+// (persistence/cpu_pinning.hpp): the persistence actor and the store reader pin to the task
+// store's cpus(), the notifier to notifier_settings::storage_cpus.
 #pragma once
 
 #include <spdlog/spdlog.h>

@@ -13,9 +13,8 @@ namespace {
 // persistence actor in small slices.
 constexpr std::size_t expired_per_find = 20'000;
 
-caf::behavior store_reader(caf::event_based_actor*, shared_store store,
-                           const std::vector<int>& cpus) {
-  pin_actor_thread("store reader", cpus);
+caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
+  pin_actor_thread("store reader", store->cpus());  // detached: this is the actor's own thread
   return {
       [store](list_atom,
               const persistence::task_filter& filter) -> caf::result<protocol::task_list> {
@@ -44,9 +43,9 @@ caf::behavior store_reader(caf::event_based_actor*, shared_store store,
 
 }  // namespace
 
-caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store, std::vector<int> cpus) {
+caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store) {
   // Detached: a query blocks on RocksDB and must not hold a scheduler thread.
-  return owner->spawn<caf::detached + caf::linked>(store_reader, std::move(store), std::move(cpus));
+  return owner->spawn<caf::detached + caf::linked>(store_reader, std::move(store));
 }
 
 }  // namespace dispatch::actors

@@ -23,8 +23,7 @@
 
 namespace dispatch::actors {
 
-// `cpus`: the CPUs its thread may run on (--storage-cpus); empty: any.
-caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store,
-                              std::vector<int> cpus = {});
+// Its thread runs on the store's CPUs (store_options::cpus, --storage-cpus).
+caf::actor spawn_store_reader(caf::local_actor* owner, shared_store store);
 
 }  // namespace dispatch::actors

@@ -144,7 +144,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   if (threads == 1)
     caf_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::seconds(60)});
   caf::actor_system system{caf_cfg};
-  auto persistence = actors::spawn_persistence(system, store, metrics, cfg.storage_cpus);
+  auto persistence = actors::spawn_persistence(system, store, metrics);
   actors::notifier_settings events;
   events.events_endpoint = cfg.events_endpoint;
   events.data_dir = cfg.data_dir;
@@ -162,7 +162,6 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.idempotency_window = cfg.idempotency_window;
   settings.retention = cfg.retention;
   settings.resident_tasks = cfg.resident_tasks;
-  settings.storage_cpus = cfg.storage_cpus;
   dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
                                         persistence, notifier, out, metrics);
 

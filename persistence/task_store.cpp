@@ -541,6 +541,7 @@ void keep_recovered(task&& t, std::size_t resident, recovered_state& out) {
 
 struct task_store::impl {
   std::string dir;
+  std::vector<int> cpus;
   rocksdb::WriteOptions write_options;
   // Declared before the handles, so destroyed after them: RocksDB requires every column family
   // handle to be released before the DB is deleted.
@@ -782,12 +783,13 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
 
   std::vector<rocksdb::ColumnFamilyHandle*> raw_handles;
   rocksdb::DB* raw_db = nullptr;
-  const rocksdb::Status s = rocksdb::DB::Open(make_db_options(options.background_cpus), dir,
-                                              descriptors, &raw_handles, &raw_db);
+  const rocksdb::Status s =
+      rocksdb::DB::Open(make_db_options(options.cpus), dir, descriptors, &raw_handles, &raw_db);
   // Take ownership before anything else can return; on failure RocksDB has already released
   // everything and left both empty.
   auto p = std::make_unique<impl>();
   p->dir = dir;
+  p->cpus = options.cpus;
   p->db.reset(raw_db);
   for (std::size_t i = 0; i < raw_handles.size() && i < cf_count; ++i)
     p->cfs[i] = cf_ptr(raw_handles[i], cf_deleter{raw_db});
@@ -1957,5 +1959,7 @@ std::map<std::string, status_counts> task_store::counts() const {
   std::lock_guard<std::mutex> lock(impl_->counts_mutex);
   return impl_->counts;
 }
+
+const std::vector<int>& task_store::cpus() const { return impl_->cpus; }
 
 }  // namespace dispatch::persistence

@@ -56,8 +56,10 @@ enum class durability : std::uint8_t {
 struct store_options {
   std::string dir = "./data";
   durability mode = durability::wal;
-  // RocksDB's flush and compaction threads run only on these CPUs; empty: anywhere.
-  std::vector<int> background_cpus;
+  // The store's threads run only on these CPUs (empty: anywhere): RocksDB's flush and
+  // compaction threads, which the store sets up itself, and the threads that write and read
+  // through it, which pin themselves to cpus() (cpu_pinning.hpp).
+  std::vector<int> cpus;
 };
 
 using status_counts = std::array<std::uint64_t, task_status_count>;  // index = task_status
@@ -266,6 +268,8 @@ class task_store {
                purge_result& out);
   // Counts as of the last successful apply() or purge().
   std::map<std::string, status_counts> counts() const;
+  // store_options::cpus as opened.
+  const std::vector<int>& cpus() const;
 
  private:
   struct impl;
