@@ -21,14 +21,6 @@ const CLI::Validator duration_check(
     },
     "DURATION");
 
-const CLI::Validator cpu_list_check(
-    [](std::string& text) -> std::string {
-      std::vector<int> cpus;
-      std::string error;
-      return persistence::parse_cpu_list(text, cpus, error) ? std::string() : error;
-    },
-    "CPUS");
-
 }  // namespace
 
 std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out) {
@@ -163,11 +155,16 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
   app.add_option("--threads", out.threads, "Actor scheduler threads (0 = one per core)")
       ->check(CLI::Range(std::size_t{0}, std::size_t{256}))
       ->capture_default_str();
-  std::string storage_cpus;
-  app.add_option("--storage-cpus", storage_cpus,
-                 "Keep the store's threads (writer, reader, notifier, RocksDB flushes and "
-                 "compactions) on these CPUs, e.g. 1 or 2-3 (default: anywhere)")
-      ->check(cpu_list_check);
+  app.add_option_function<std::string>(
+         "--storage-cpus",
+         [&out](const std::string& text) {
+           std::string error;
+           if (!persistence::parse_cpu_list(text, out.storage_cpus, error))
+             throw CLI::ValidationError("--storage-cpus", error);
+         },
+         "Keep the store's threads (writer, reader, notifier, RocksDB flushes and "
+         "compactions) on these CPUs, e.g. 1 or 2-3 (default: anywhere)")
+      ->type_name("CPUS");
   app.add_option("--log-level", out.log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
       ->capture_default_str();
@@ -181,8 +178,6 @@ std::optional<int> parse_daemon_config(int argc, char** argv, daemon_config& out
   for (auto& d : durations) *d.target = *parse_duration(d.text);
   if (out.events_endpoint == "off") out.events_endpoint.clear();
   out.auth = auth == "on";
-  std::string unused;  // checked by cpu_list_check
-  if (!storage_cpus.empty()) persistence::parse_cpu_list(storage_cpus, out.storage_cpus, unused);
   if (out.tokens_file.empty()) out.tokens_file = out.data_dir + "/tokens";
   out.durability =
       durability == "fsync" ? persistence::durability::fsync : persistence::durability::wal;
