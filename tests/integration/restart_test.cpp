@@ -157,6 +157,7 @@ TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks 
   // The request path (ZeroMQ's I/O thread, the actor scheduler) is left to the kernel: it may
   // run on every CPU the daemon's main thread may.
   const auto main_cpus = threads.find("dispatcherd")->second.cpus;
+  if (allowed_cpus().size() > 1) CHECK(main_cpus != storage);  // else nothing above tells apart
   CHECK(threads.find("ZMQbg/IO/0")->second.cpus == main_cpus);
   CHECK(threads.find("caf.multiplexer")->second.cpus == main_cpus);
   CHECK_THAT(d.process().log(), Catch::Contains("storage cpus " + storage));

@@ -3,12 +3,12 @@
 #pragma once
 
 #include <sched.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -44,14 +44,8 @@ inline std::multimap<std::string, thread_view> thread_cpus(pid_t pid) {
     for (std::string line; std::getline(status, line);)
       if (line.rfind("Cpus_allowed_list:", 0) == 0)
         v.cpus = line.substr(line.find_first_not_of(" \t", 18));
-    // stat: "pid (comm) state ..." with nice the 17th field after the closing parenthesis.
-    std::string stat;
-    std::getline(std::ifstream(t.path() / "stat"), stat);
-    std::istringstream fields(stat.substr(stat.rfind(')') + 2));
-    std::string field;
-    for (int i = 0; i < 17 && fields >> field; ++i) {
-    }
-    v.nice = std::stoi(field);
+    // Linux keeps a nice value per thread, addressed by its id.
+    v.nice = getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoi(t.path().filename())));
     out.emplace(name, v);
   }
   return out;
