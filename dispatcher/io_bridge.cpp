@@ -1,8 +1,8 @@
 #include "dispatcher/io_bridge.hpp"
 
-#include <poll.h>
-
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <iterator>
 #include <sstream>
 #include <vector>
@@ -43,7 +43,11 @@ io_bridge::io_bridge(zmq::context_t& context, io_settings settings, deliver_fn d
       rate_text_((std::ostringstream() << settings_.peers.rate).str()),
       work_(context, zmq::socket_type::router),
       admin_(context, zmq::socket_type::router),
-      outbox_(std::make_shared<outbox>()) {
+      outbox_(std::make_shared<outbox>()),
+      fds_{{work_.get(zmq::sockopt::fd), POLLIN, 0},
+           {admin_.get(zmq::sockopt::fd), POLLIN, 0},
+           {outbox_->wake_fd(), POLLIN, 0},
+           {-1, POLLIN, 0}} {
   for (auto* s : {&work_, &admin_}) {
     s->set(zmq::sockopt::linger, 0);
     s->set(zmq::sockopt::maxmsgsize, hard_frame_limit(settings_.max_frame));
@@ -73,47 +77,46 @@ bool io_bridge::bind(std::string& error) {
 std::string io_bridge::work_endpoint() const { return work_.get(zmq::sockopt::last_endpoint); }
 std::string io_bridge::admin_endpoint() const { return admin_.get(zmq::sockopt::last_endpoint); }
 
-void io_bridge::run(const std::atomic<bool>& stop) {
+bool io_bridge::wait(bool block, int wake_fd) {
   // A ZeroMQ socket's descriptor only says "something may have changed": once it fires, the
   // socket is read until it has nothing left. zmq::poll would also ask each socket for its events
-  // before and after sleeping, a system call each time (five a wake-up here); polling the
-  // descriptors directly and reading until EAGAIN costs one per socket read.
-  // A send may consume the signal that messages arrived, so a socket replies went out on is read
-  // on the next turn whether its descriptor fired or not (`*_unread`), as is one read to its
-  // burst limit.
-  enum { work_fd, admin_fd, outbox_fd };
-  pollfd fds[] = {{work_.get(zmq::sockopt::fd), POLLIN, 0},
-                  {admin_.get(zmq::sockopt::fd), POLLIN, 0},
-                  {outbox_->wake_fd(), POLLIN, 0}};
+  // before and after sleeping, a system call each time; polling the descriptors directly and
+  // reading until EAGAIN costs one per socket read.
   using clock = std::chrono::steady_clock;
-  using std::chrono::milliseconds;
-  bool work_unread = true;
-  bool admin_unread = true;
-  while (!stop.load(std::memory_order_relaxed)) {
-    auto timeout = milliseconds(100);
-    if (!delivering_.empty())  // only held heartbeats: wake up when they are due
-      timeout = std::max(milliseconds(0),
-                         std::chrono::ceil<milliseconds>(hold_until_ - clock::now()));
-    if (work_unread || admin_unread) timeout = milliseconds(0);
-    // A signal makes poll() fail with EINTR; POSIX leaves revents unspecified then, so they are
-    // cleared and the loop looks at `stop` again.
-    if (::poll(fds, std::size(fds), static_cast<int>(timeout.count())) < 0)
-      for (auto& f : fds) f.revents = 0;
-    if (fds[outbox_fd].revents & POLLIN) {
-      const auto sent = drain_outbox();
-      work_unread = work_unread || sent.work;
-      admin_unread = admin_unread || sent.admin;
-    }
-    if (work_unread || (fds[work_fd].revents & POLLIN))
-      work_unread = drain_router(work_, endpoint_kind::work);
-    if (admin_unread || (fds[admin_fd].revents & POLLIN))
-      admin_unread = drain_router(admin_, endpoint_kind::admin);
-    if (!delivering_.empty() && (urgent_ || clock::now() >= hold_until_)) {
-      deliver_(std::move(delivering_));
-      delivering_.clear();  // a moved-from vector is valid but unspecified
-      urgent_ = false;
-    }
+  int timeout = -1;
+  if (!block || work_unread_ || admin_unread_)
+    timeout = 0;
+  else if (!delivering_.empty())  // only held heartbeats: wake up when they are due
+    timeout = static_cast<int>(std::max<std::int64_t>(
+        0, std::chrono::ceil<std::chrono::milliseconds>(hold_until_ - clock::now()).count()));
+  fds_[wake_slot] = {wake_fd, POLLIN, 0};
+  // Every thread but main blocks the shutdown signals, so EINTR is not expected; should poll fail
+  // anyway, POSIX leaves revents unspecified, so they are cleared and the caller simply waits
+  // again.
+  if (::poll(fds_, slot_count, timeout) < 0)
+    for (auto& f : fds_) f.revents = 0;
+  return fds_[wake_slot].revents & POLLIN;
+}
+
+void io_bridge::handle() {
+  if (fds_[outbox_slot].revents & POLLIN) {
+    const auto sent = drain_outbox();
+    work_unread_ = work_unread_ || sent.work;
+    admin_unread_ = admin_unread_ || sent.admin;
   }
+  if (work_unread_ || (fds_[work_slot].revents & POLLIN))
+    work_unread_ = drain_router(work_, endpoint_kind::work);
+  if (admin_unread_ || (fds_[admin_slot].revents & POLLIN))
+    admin_unread_ = drain_router(admin_, endpoint_kind::admin);
+  for (auto& f : fds_) f.revents = 0;
+  if (!delivering_.empty() && (urgent_ || std::chrono::steady_clock::now() >= hold_until_)) {
+    deliver_(std::move(delivering_));
+    delivering_.clear();  // a moved-from vector is valid but unspecified
+    urgent_ = false;
+  }
+}
+
+void io_bridge::close() {
   // Replies already handed to the outbox still go out before the sockets close.
   drain_outbox();
   work_.close();

@@ -1,22 +1,25 @@
-// The dispatcher's only ZeroMQ thread. It owns the two ROUTER sockets (work and admin) and the
-// outbox replies come back through, decodes every inbound frame, answers undecodable or
-// misplaced messages itself (so bad input never reaches the actors and nothing is stored from
-// it), and hands good requests to `deliver`: all those read in one wake-up together, so a burst
-// of requests costs the actors one message, not one each.
+// The dispatcher's ZeroMQ side, served by one thread (the actor scheduler's, through io_loop).
+// It owns the two ROUTER sockets (work and admin) and the outbox replies come back through,
+// decodes every inbound frame, answers undecodable or misplaced messages itself (so bad input
+// never reaches the actors and nothing is stored from it), and hands good requests to `deliver`:
+// all those read in one wake-up together, so a burst of requests costs the actors one message,
+// not one each.
 #pragma once
 
-#include <atomic>
+#include <poll.h>
+
 #include <chrono>
 #include <cstddef>
 #include <functional>
-#include <optional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <zmq.hpp>
 
 #include "dispatcher/envelope.hpp"
+#include "dispatcher/io_loop.hpp"
 #include "dispatcher/outbox.hpp"
 #include "dispatcher/peer_limiter.hpp"
 #include "dispatcher/request_limits.hpp"
@@ -55,7 +58,7 @@ struct refusal {
   std::string_view peer;  // the peer's address as ZeroMQ reports it, e.g. "127.0.0.1"
 };
 
-class io_bridge {
+class io_bridge final : public io_loop {
  public:
   using deliver_fn = std::function<void(std::vector<inbound>&&)>;
   using refusal_fn = std::function<void(const refusal&)>;
@@ -66,12 +69,13 @@ class io_bridge {
   io_bridge& operator=(const io_bridge&) = delete;
 
   // Binds every socket. On failure returns false and `error` names the endpoint and the reason.
-  // Call before run().
+  // Call before the loop is served.
   bool bind(std::string& error);
-  // Where the actors send replies. Close it once run() has returned.
+  // Where the actors send replies. Close it once close() has run.
   std::shared_ptr<outbox> replies() const { return outbox_; }
-  // Polls until `stop` becomes true (seen within 100 ms), then closes the sockets.
-  void run(const std::atomic<bool>& stop);
+  bool wait(bool block, int wake_fd) override;
+  void handle() override;
+  void close() override;
   // The endpoints actually bound (resolves port 0 / wildcard).
   std::string work_endpoint() const;
   std::string admin_endpoint() const;
@@ -108,6 +112,12 @@ class io_bridge {
   bool urgent_ = false;               // delivering_ holds more than heartbeats
   std::chrono::steady_clock::time_point hold_until_;  // when held heartbeats must go
   std::vector<zmq::message_t> parts_;  // frames of the message being read
+  enum { work_slot, admin_slot, outbox_slot, wake_slot, slot_count };
+  pollfd fds_[slot_count];
+  // A send may consume the signal that messages arrived, so a socket replies went out on is read
+  // on the next turn whether its descriptor fired or not, as is one read to its burst limit.
+  bool work_unread_ = true;
+  bool admin_unread_ = true;
   std::string encode_buffer_;
 };
 

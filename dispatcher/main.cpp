@@ -1,16 +1,17 @@
-// dispatcherd: opens the store, recovers unfinished work, starts the actors and the ZeroMQ I/O
-// thread, and runs until SIGTERM or SIGINT, then stops in the order that loses nothing: no new
-// input, actors finish, queued writes land, sockets close.
+// dispatcherd: opens the store, recovers unfinished work, starts the actors (whose scheduler
+// thread also serves the ZeroMQ sockets), and runs until SIGTERM or SIGINT, then stops in the
+// order that loses nothing: no new input, actors finish, queued writes land, sockets close.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <caf/all.hpp>
 #include <csignal>
 #include <cstdio>
 #include <thread>
 
-#include <caf/all.hpp>
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include "actors/dispatcher_actor.hpp"
+#include "actors/io_driven_scheduler.hpp"
 #include "actors/notifier_actor.hpp"
 #include "actors/persistence_actor.hpp"
 #include "dispatcher/daemon_config.hpp"
@@ -124,25 +125,16 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   auto out = io.replies();
 
   caf::actor_system_config caf_cfg;
+  // The scheduler's first thread also serves the sockets, so requests and replies cross no thread
+  // between the sockets and the actors (actors/io_driven_queue.hpp).
+  caf_cfg.load<actors::io_driven_scheduler>();
   // One scheduler thread by default. The dispatcher actor is the serial part of the daemon and
   // runs on one thread at a time anyway; project and worker actors are light, and RocksDB, the
   // notifier and queries have threads of their own (detached actors). More threads only add
-  // wake-ups: CAF's own default is at least 4, and each idle one wakes every 10 ms to look for
-  // work to steal.
+  // wake-ups.
   const std::size_t threads =
       cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   caf_cfg.set("scheduler.max-threads", threads);
-  // An idle CAF worker first spins (aggressive), then by default polls every 50 us for 25 ms
-  // (moderate) before it waits on its condition variable. Messages that trickle in (heartbeats
-  // of many idle workers) keep every worker in that polling phase: a thousand idle workers cost a
-  // fifth of a core in nanosleep wake-ups alone (bench/README.md). Going from spinning straight to
-  // the condition variable costs a wake-up per message burst instead.
-  caf_cfg.set("work-stealing.moderate-poll-attempts", std::size_t{0});
-  // That wait times out (10 ms by default) only so that the worker can steal jobs another
-  // worker queued to itself. A lone worker has nobody to steal from, and every job that arrives
-  // from outside notifies it: it can sleep until then.
-  if (threads == 1)
-    caf_cfg.set("work-stealing.relaxed-sleep-duration", caf::timespan{std::chrono::seconds(60)});
   caf::actor_system system{caf_cfg};
   auto persistence = actors::spawn_persistence(system, store, metrics);
   actors::notifier_settings events;
@@ -165,8 +157,8 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
                                         persistence, notifier, out, metrics);
 
-  std::atomic<bool> stop{false};
-  std::thread io_thread([&] { io.run(stop); });
+  auto& scheduler_queue = actors::io_driven_queue_of(system);
+  scheduler_queue.attach(io);
   std::string storage_cpus;
   for (const int cpu : cfg.storage_cpus)
     storage_cpus += (storage_cpus.empty() ? "" : ",") + std::to_string(cpu);
@@ -183,8 +175,7 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   sigwait(&signals, &received);
   spdlog::info("signal {} received: shutting down", received);
 
-  stop = true;
-  io_thread.join();
+  scheduler_queue.detach();  // no more requests; replies already queued are sent
   // Nobody reads replies any more: actors still finishing drop theirs instead of waiting.
   out->close();
   {
