@@ -1,14 +1,14 @@
 // dispatcherd: opens the store, recovers unfinished work, starts the actors (whose scheduler
 // thread also serves the ZeroMQ sockets), and runs until SIGTERM or SIGINT, then stops in the
 // order that loses nothing: no new input, actors finish, queued writes land, sockets close.
-#include <spdlog/sinks/stdout_color_sinks.h>
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
-#include <caf/all.hpp>
 #include <csignal>
 #include <cstdio>
 #include <thread>
+
+#include <caf/all.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include "actors/dispatcher_actor.hpp"
 #include "actors/io_driven_scheduler.hpp"
