@@ -66,9 +66,10 @@ caf::resumable* io_driven_queue::pop(bool serves_io) {
     }
     auto* io = io_;
     const bool have_job = !jobs_.empty();
-    // While jobs keep coming, the sockets still get a look every io_interval: a steady stream of
-    // actor messages must not starve requests and replies.
-    if (have_job && (io == nullptr || clock::now() - last_io_turn_ < io_interval)) {
+    // Replies go out before the next job. While jobs keep coming, the sockets still get a look
+    // every io_interval: a steady stream of actor messages must not starve requests.
+    if (have_job && (io == nullptr || (!io->output_waiting() &&
+                                       clock::now() - last_io_turn_ < io_interval))) {
       auto* job = jobs_.front();
       jobs_.pop_front();
       return job;

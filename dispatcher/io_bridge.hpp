@@ -74,6 +74,7 @@ class io_bridge final : public io_loop {
   // Where the actors send replies. Close it once close() has run.
   std::shared_ptr<outbox> replies() const { return outbox_; }
   bool wait(bool block, int wake_fd) override;
+  bool output_waiting() const override { return outbox_->waiting(); }
   void handle() override;
   void close() override;
   // The endpoints actually bound (resolves port 0 / wildcard).

@@ -11,6 +11,9 @@ class io_loop {
   // Waits until input may be ready on the loop's own descriptors or on `wake_fd`, or until the
   // loop's next deadline; with `block` false, only looks. True when `wake_fd` is readable.
   virtual bool wait(bool block, int wake_fd) = 0;
+  // True when output waits to be sent (replies queued): the serving thread then takes a turn
+  // before its next job rather than after the jobs queued. Cheap: called between jobs.
+  virtual bool output_waiting() const = 0;
   // Handles what the last wait found, without blocking: queued replies go out, requests are read
   // and handed on, held requests that are due are handed on.
   virtual void handle() = 0;

@@ -135,6 +135,9 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   const std::size_t threads =
       cfg.threads > 0 ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   caf_cfg.set("scheduler.max-threads", threads);
+  // An actor handles one message per turn (CAF's default: its whole mailbox), so the replies of
+  // one message go out before the next is handled rather than after all of them.
+  caf_cfg.set("scheduler.max-throughput", std::size_t{1});
   caf::actor_system system{caf_cfg};
   auto persistence = actors::spawn_persistence(system, store, metrics);
   actors::notifier_settings events;

@@ -30,6 +30,7 @@ void outbox::send(const peer_address& to, const protocol::reply& reply) {
     queued_.entries.push_back(
         {to.endpoint, to.delimiter, to.routing_id, queued_.bytes.size(), encoded_.size()});
     queued_.bytes += encoded_;
+    waiting_.store(true, std::memory_order_relaxed);
   }
   if (wake) {
     const std::uint64_t one = 1;
@@ -49,6 +50,7 @@ void outbox::take(reply_batch& into) {
   [[maybe_unused]] const auto n = ::read(wake_fd_, &count, sizeof count);
   std::lock_guard<std::mutex> lock(mutex_);
   std::swap(into, queued_);
+  waiting_.store(false, std::memory_order_relaxed);
 }
 
 void outbox::close() {

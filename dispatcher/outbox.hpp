@@ -5,6 +5,7 @@
 // empty to not empty, so a burst of replies costs one wake-up, not one per reply.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <mutex>
 #include <string>
@@ -44,6 +45,8 @@ class outbox {
 
   // The file descriptor that becomes readable when replies are waiting (for zmq::poll).
   int wake_fd() const { return wake_fd_; }
+  // Replies are waiting, without a system call (a hint: may be stale by the time it is used).
+  bool waiting() const { return waiting_.load(std::memory_order_relaxed); }
   // I/O thread: swaps every queued reply into `into` (cleared first; its capacity is kept for
   // the next swap, so steady traffic allocates nothing here) and resets the wake-up.
   void take(reply_batch& into);
@@ -56,6 +59,7 @@ class outbox {
   std::string encoded_;  // reused encode buffer, guarded by mutex_
   bool closed_ = false;  // guarded by mutex_
   int wake_fd_ = -1;
+  std::atomic<bool> waiting_{false};  // queued_ is not empty
 };
 
 }  // namespace dispatch

@@ -44,6 +44,7 @@ class eventfd_loop final : public dispatch::io_loop {
     if (::poll(fds_, 2, block ? -1 : 0) < 0) return false;
     return fds_[1].revents & POLLIN;
   }
+  bool output_waiting() const override { return false; }
   void handle() override {
     if (!(fds_[0].revents & POLLIN)) return;
     std::uint64_t count = 0;
