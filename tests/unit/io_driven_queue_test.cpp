@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -44,8 +45,12 @@ class eventfd_loop final : public dispatch::io_loop {
     if (::poll(fds_, 2, block ? -1 : 0) < 0) return false;
     return fds_[1].revents & POLLIN;
   }
-  bool output_waiting() const override { return false; }
+  bool output_waiting() const override { return output; }
   void handle() override {
+    if (output.exchange(false)) {
+      std::lock_guard<std::mutex> lock(mutex);
+      log.push_back("sent");
+    }
     if (!(fds_[0].revents & POLLIN)) return;
     std::uint64_t count = 0;
     if (::read(input_, &count, sizeof count) == sizeof count) handled += static_cast<int>(count);
@@ -59,7 +64,9 @@ class eventfd_loop final : public dispatch::io_loop {
 
   std::atomic<int> waits{0};
   std::atomic<int> handled{0};
+  std::atomic<bool> output{false};  // "replies queued"; handle() sends them
   std::mutex mutex;
+  std::vector<std::string> log;  // guarded by mutex
   std::thread::id handled_on;  // guarded by mutex
   std::thread::id closed_on;   // guarded by mutex
 
@@ -204,4 +211,26 @@ TEST_CASE("io_driven_queue lets another thread take jobs while the serving threa
   queue.push(job[15]);
   server.join();
   other.join();
+}
+
+TEST_CASE("io_driven_queue sends waiting output before the next job") {
+  io_driven_queue queue;
+  eventfd_loop loop;
+  jobs job;
+  queue.attach(loop);
+  queue.push(job[0]);
+  queue.push(job[1]);
+  queue.push(job[15]);
+  std::thread server([&] {
+    for (;;) {
+      auto* next = queue.pop(true);
+      if (next == job[15]) return;
+      std::lock_guard<std::mutex> lock(loop.mutex);
+      loop.log.push_back(next == job[0] ? "job 0" : "job 1");
+      if (next == job[0]) loop.output = true;  // job 0 queued replies
+    }
+  });
+  server.join();
+  std::lock_guard<std::mutex> lock(loop.mutex);
+  CHECK(loop.log == std::vector<std::string>{"job 0", "sent", "job 1"});
 }
