@@ -6,8 +6,12 @@
 // and submit -> its completion acknowledged. Both ends are on this machine, so one clock.
 //
 //   latency_bench [--quick] [--rates 1000,10000] [--seconds 10] [--latency-workers 4]
+#include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <fstream>
+#include <numeric>
+#include <stdexcept>
 #include <string>
 
 #include "bench/support/daemon.hpp"
@@ -32,8 +36,23 @@ struct run_figures {
   percentiles hold, done;
 };
 
+// One line per task, in submission order: when it was submitted (ms after the run's first
+// submit) and how long until a worker held it (us). Stalls show as runs of slow tasks.
+void write_samples(const std::string& path, const latency_samples& s) {
+  std::vector<std::size_t> order(s.hold_ns.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(),
+            [&](std::size_t a, std::size_t b) { return s.hold_stamp_ns[a] < s.hold_stamp_ns[b]; });
+  std::ofstream out(path);
+  out << "submitted_ms\thold_us\n";
+  const auto first = order.empty() ? 0 : s.hold_stamp_ns[order.front()];
+  for (const auto i : order)
+    out << (s.hold_stamp_ns[i] - first) / 1e6 << '\t' << s.hold_ns[i] / 1e3 << '\n';
+  if (!out) throw std::runtime_error("cannot write the samples to " + path);
+}
+
 run_figures run_rate(zmq::context_t& context, const common_options& o, double rate,
-                     std::size_t tasks, std::size_t workers) {
+                     std::size_t tasks, std::size_t workers, const std::string& samples_path) {
   dispatcher_daemon daemon({o.dispatcherd, "wal", "", o.daemon_args()});
   fleet_options f;
   f.endpoint = daemon.work_endpoint();
@@ -49,6 +68,7 @@ run_figures run_rate(zmq::context_t& context, const common_options& o, double ra
   fleet.wait_completed(tasks, std::chrono::seconds(60));
   fleet.stop();
   latency_samples s = fleet.take_latencies();
+  if (!samples_path.empty()) write_samples(samples_path, s);
   return {of(std::move(s.hold_ns)), of(std::move(s.done_ns))};
 }
 
@@ -60,12 +80,17 @@ int run(int argc, char** argv) {
   std::vector<double> rates = {1000, 10000};
   double seconds = 10;
   std::size_t workers = 4;
+  std::string samples_dir;
   add_common_options(app, o);
   app.add_option("--rates", rates, "Offered rates in tasks/s")->delimiter(',');
   app.add_option("--seconds", seconds, "Length of each run at its rate")
       ->check(CLI::Range(0.1, 3600.0));
   app.add_option("--latency-workers", workers, "Workers during the latency runs")
       ->check(CLI::Range(1, 10000));
+  app.add_option("--samples-dir", samples_dir,
+                 "Also write every task's submit time and hold time, one file per run "
+                 "(latency-<rate>-<repetition>.tsv)")
+      ->check(CLI::ExistingDirectory);
   CLI11_PARSE(app, argc, argv);
   apply_quick(app, o);
   if (o.quick && app.count("--seconds") == 0) seconds = 2;
@@ -94,7 +119,10 @@ int run(int argc, char** argv) {
     for (int r = 0; r < o.repetitions; ++r) {
       std::printf("  %.0f tasks/s repetition %d/%d ...\n", rate, r + 1, o.repetitions);
       std::fflush(stdout);
-      const run_figures f = run_rate(context, o, rate, tasks, workers);
+      const std::string samples_path =
+          samples_dir.empty() ? std::string() : samples_dir + "/latency-" + format(rate) + "-" +
+                                                    std::to_string(r + 1) + ".tsv";
+      const run_figures f = run_rate(context, o, rate, tasks, workers, samples_path);
       h50.push_back(f.hold.p50);
       h99.push_back(f.hold.p99);
       h999.push_back(f.hold.p999);

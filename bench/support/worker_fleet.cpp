@@ -62,6 +62,8 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
       auto& all = fleet.latencies_;
       all.hold_ns.insert(all.hold_ns.end(), local.hold_ns.begin(), local.hold_ns.end());
       all.done_ns.insert(all.done_ns.end(), local.done_ns.begin(), local.done_ns.end());
+      all.hold_stamp_ns.insert(all.hold_stamp_ns.end(), local.hold_stamp_ns.begin(),
+                               local.hold_stamp_ns.end());
     }
   } flush{*this, local};
   std::vector<session> sessions(count);
@@ -122,6 +124,7 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
             if (options_.record_latency) {
               stamp = payload_stamp(job.payload);
               local.hold_ns.push_back(static_cast<double>(at - stamp));
+              local.hold_stamp_ns.push_back(stamp);
             }
             if (options_.complete_each) {
               s.reports.emplace(s.wire->send(protocol::complete{job.task, job.attempt, {}}),

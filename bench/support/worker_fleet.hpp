@@ -38,6 +38,7 @@ struct fleet_options {
 struct latency_samples {
   std::vector<double> hold_ns;  // submit stamp -> job received by the worker
   std::vector<double> done_ns;  // submit stamp -> completion acknowledged
+  std::vector<std::int64_t> hold_stamp_ns;  // the submit stamp of each hold_ns entry
 };
 
 class worker_fleet {
