@@ -6,6 +6,7 @@
 // and submit -> its completion acknowledged. Both ends are on this machine, so one clock.
 //
 //   latency_bench [--quick] [--rates 1000,10000] [--seconds 10] [--latency-workers 4]
+//                 [--samples-dir DIR]
 #include <algorithm>
 #include <cstdio>
 #include <exception>
