@@ -1,24 +1,8 @@
 #include "actors/io_driven_queue.hpp"
 
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdint>
-#include <cstring>
-#include <stdexcept>
-#include <string>
 
 namespace dispatch::actors {
-
-io_driven_queue::io_driven_queue() : wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-  if (wake_fd_ < 0)
-    throw std::runtime_error(std::string("cannot create the scheduler's eventfd: ") +
-                             std::strerror(errno));
-}
-
-io_driven_queue::~io_driven_queue() { ::close(wake_fd_); }
 
 void io_driven_queue::push(caf::resumable* job) {
   std::unique_lock<std::mutex> lock(mutex_);
@@ -34,9 +18,7 @@ void io_driven_queue::wake(std::unique_lock<std::mutex>& lock) {
     if (wake_pending_) return;  // a write is on its way and unread: the poller will wake
     wake_pending_ = true;
     lock.unlock();
-    const std::uint64_t one = 1;
-    // Cannot fail short of a counter overflow, which a read after every wake rules out.
-    [[maybe_unused]] const auto n = ::write(wake_fd_, &one, sizeof one);
+    wake_.signal();
   } else if (others_asleep_ > 0) {
     lock.unlock();
     others_cv_.notify_one();
@@ -77,10 +59,7 @@ caf::resumable* io_driven_queue::pop(bool serves_io) {
     poller_asleep_ = !have_job;
     lock.unlock();
     const bool woken = wait_for_wake(io, !have_job);
-    if (woken) {
-      std::uint64_t count = 0;
-      [[maybe_unused]] const auto n = ::read(wake_fd_, &count, sizeof count);
-    }
+    if (woken) wake_.reset();
     lock.lock();
     poller_asleep_ = false;
     // Readable means the one write of the pending wake has landed (no other is made while it is
@@ -96,8 +75,8 @@ caf::resumable* io_driven_queue::pop(bool serves_io) {
 }
 
 bool io_driven_queue::wait_for_wake(io_loop* io, bool block) {
-  if (io != nullptr) return io->wait(block, wake_fd_);
-  pollfd wake{wake_fd_, POLLIN, 0};
+  if (io != nullptr) return io->wait(block, wake_.fd());
+  pollfd wake{wake_.fd(), POLLIN, 0};
   if (::poll(&wake, 1, block ? -1 : 0) < 0) return false;
   return wake.revents & POLLIN;
 }

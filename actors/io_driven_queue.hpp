@@ -16,6 +16,7 @@
 #include <mutex>
 
 #include "dispatcher/io_loop.hpp"
+#include "dispatcher/wake_signal.hpp"
 
 namespace caf {
 class resumable;
@@ -28,8 +29,7 @@ class io_driven_queue {
   using clock = std::chrono::steady_clock;
   static constexpr std::chrono::microseconds io_interval{200};
 
-  io_driven_queue();
-  ~io_driven_queue();
+  io_driven_queue() = default;
   io_driven_queue(const io_driven_queue&) = delete;
   io_driven_queue& operator=(const io_driven_queue&) = delete;
 
@@ -63,7 +63,7 @@ class io_driven_queue {
 
   std::mutex mutex_;
   std::deque<caf::resumable*> jobs_;  // guarded by mutex_
-  int wake_fd_ = -1;
+  wake_signal wake_;
   bool poller_asleep_ = false;  // the serving thread waits in poll; guarded by mutex_
   bool wake_pending_ = false;   // the eventfd was written and not yet read; guarded by mutex_
   std::condition_variable others_cv_;

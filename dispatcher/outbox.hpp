@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dispatcher/envelope.hpp"
+#include "dispatcher/wake_signal.hpp"
 
 namespace dispatch {
 
@@ -35,8 +36,7 @@ struct reply_batch {
 
 class outbox {
  public:
-  outbox();
-  ~outbox();
+  outbox() = default;
   outbox(const outbox&) = delete;
   outbox& operator=(const outbox&) = delete;
 
@@ -44,7 +44,7 @@ class outbox {
   void send(const peer_address& to, std::uint64_t request_id, protocol::reply_body body);
 
   // The file descriptor that becomes readable when replies are waiting (for zmq::poll).
-  int wake_fd() const { return wake_fd_; }
+  int wake_fd() const { return wake_.fd(); }
   // Replies are waiting, without a system call (a hint: may be stale by the time it is used).
   bool waiting() const { return waiting_.load(std::memory_order_relaxed); }
   // I/O thread: swaps every queued reply into `into` (cleared first; its capacity is kept for
@@ -58,7 +58,7 @@ class outbox {
   reply_batch queued_;   // guarded by mutex_
   std::string encoded_;  // reused encode buffer, guarded by mutex_
   bool closed_ = false;  // guarded by mutex_
-  int wake_fd_ = -1;
+  wake_signal wake_;
   std::atomic<bool> waiting_{false};  // queued_ is not empty
 };
 
