@@ -36,6 +36,7 @@ void outbox::close() {
   std::lock_guard<std::mutex> lock(mutex_);
   closed_ = true;
   queued_.clear();
+  waiting_.store(false, std::memory_order_relaxed);
 }
 
 }  // namespace dispatch
