@@ -11,8 +11,6 @@
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/table_properties_collectors.h>
 #include <rocksdb/write_batch.h>
-#include <sys/resource.h>  // setpriority
-#include <unistd.h>        // gettid
 
 #include <algorithm>
 #include <cstring>
@@ -28,6 +26,7 @@
 #include <utility>
 
 #include "persistence/cpu_pinning.hpp"
+#include "persistence/idle_priority.hpp"
 #include "protocol/codec.hpp"
 
 namespace dispatch::persistence {
@@ -386,10 +385,11 @@ class background_thread_setup : public rocksdb::EventListener {
     // Validated when the option was parsed; a failure here only costs the pinning.
     [[maybe_unused]] const auto s = pin_this_thread(cpus_);
     // Pinned, a flush (an index memtable sort takes ~0.2 s) shares its CPUs with the writer, and
-    // every acknowledgement and dispatch waits for the writer's group commit. At the lowest
-    // priority the flush gives way whenever the writer wakes and still gets what the writer
-    // leaves. (Unpinned, the same setting made latency worse: bench/README.md.)
-    setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 19);
+    // every acknowledgement and dispatch waits for the writer's group commit. At idle priority
+    // the flush gives way the moment the writer wakes (idle_priority.hpp says why a nice level
+    // does not) and still gets what the writer leaves. (Unpinned, a lowered priority made
+    // latency worse: bench/README.md.)
+    enter_idle_priority();
   }
   const std::vector<int> cpus_;
 };

@@ -1,9 +1,9 @@
-// The CPUs a process and each of its threads may run on, and each thread's nice value, as the
-// kernel reports them: what --storage-cpus tests look at from outside the threads they pinned.
+// The CPUs a process and each of its threads may run on, and each thread's scheduling policy, as
+// the kernel reports them: what --storage-cpus tests look at from outside the threads they
+// pinned.
 #pragma once
 
 #include <sched.h>
-#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <filesystem>
@@ -29,7 +29,7 @@ inline std::vector<int> allowed_cpus() {
 
 struct thread_view {
   std::string cpus;  // Cpus_allowed_list: "0-1", "1"
-  int nice = 0;
+  int policy = SCHED_OTHER;  // SCHED_OTHER, SCHED_IDLE, ...
 };
 
 // Thread name -> what it may run on, one entry per thread of `pid`.
@@ -44,8 +44,8 @@ inline std::multimap<std::string, thread_view> thread_cpus(pid_t pid) {
     for (std::string line; std::getline(status, line);)
       if (line.rfind("Cpus_allowed_list:", 0) == 0)
         v.cpus = line.substr(line.find_first_not_of(" \t", 18));
-    // Linux keeps a nice value per thread, addressed by its id.
-    v.nice = getpriority(PRIO_PROCESS, static_cast<id_t>(std::stoi(t.path().filename())));
+    // Linux keeps a policy per thread, addressed by its id.
+    v.policy = sched_getscheduler(static_cast<pid_t>(std::stoi(t.path().filename())));
     out.emplace(name, v);
   }
   return out;
