@@ -4,6 +4,8 @@
 #include <deque>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 #include <zmq.hpp>
 
@@ -20,6 +22,8 @@ using std::chrono::milliseconds;
 // Frame kinds: the first byte of every frame.
 constexpr char submit_frame = 'S', ack_frame = 'A', fetch_frame = 'F', jobs_frame = 'J',
                complete_frame = 'C', ok_frame = 'K';
+
+std::int64_t stamp_at(const char* p) { return payload_stamp(std::string_view(p, 8)); }
 
 void send_to(zmq::socket_t& router, const zmq::message_t& peer, const std::string& body) {
   router.send(zmq::buffer(peer.data(), peer.size()), zmq::send_flags::sndmore);
@@ -64,8 +68,10 @@ void run_broker(zmq::socket_t& router, std::size_t payload, std::uint32_t capaci
           else
             serve(std::string(peer.data<char>(), peer.size()));
           break;
-        case complete_frame:
-          send_to(router, peer, std::string(1, ok_frame));
+        case complete_frame:  // the ok names the completed jobs, as the protocol's does
+          reply.assign(1, ok_frame);
+          reply.append(data + 1, body.size() - 1);
+          send_to(router, peer, reply);
           break;
         default:
           throw std::runtime_error("broker: unknown frame");
@@ -74,13 +80,16 @@ void run_broker(zmq::socket_t& router, std::size_t payload, std::uint32_t capaci
   }
 }
 
+// Per fetch, one complete frame per job (`record` null: the throughput floor) or, recording
+// latencies, one for all the jobs of the fetch, like the latency section's `report`. A complete
+// carries the 8-byte stamps that open its payloads.
 void run_worker(zmq::context_t& context, const std::string& endpoint, std::size_t payload,
-                const thread_group& group, completion_counter& done) {
+                const thread_group& group, completion_counter& done, latency_samples* record) {
   zmq::socket_t dealer(context, zmq::socket_type::dealer);
   dealer.set(zmq::sockopt::linger, 0);
   dealer.connect(endpoint);
   const std::string fetch(1, fetch_frame);
-  std::string complete(1 + 8, complete_frame);
+  std::string complete;
   dealer.send(zmq::buffer(fetch), zmq::send_flags::none);
   zmq::pollitem_t item{dealer.handle(), 0, ZMQ_POLLIN, 0};
   while (!group.stopping()) {
@@ -88,14 +97,26 @@ void run_worker(zmq::context_t& context, const std::string& endpoint, std::size_
     zmq::message_t msg;
     while (dealer.recv(msg, zmq::recv_flags::dontwait)) {
       const char* data = msg.data<char>();
+      const std::int64_t at = now_ns();
       if (data[0] == ok_frame) {
-        done.add(now_ns());
+        const std::size_t jobs = (msg.size() - 1) / 8;
+        done.add(at, jobs);
+        for (std::size_t j = 0; record && j < jobs; ++j)
+          record->done_ns.push_back(static_cast<double>(at - stamp_at(data + 1 + 8 * j)));
       } else if (data[0] == jobs_frame) {
-        // One complete per job, each carrying an id, like the protocol's complete.
-        for (std::size_t at = 1; at + payload <= msg.size(); at += payload) {
-          std::memcpy(complete.data() + 1, data + at, 8);
-          dealer.send(zmq::buffer(complete), zmq::send_flags::none);
+        complete.assign(1, complete_frame);
+        for (std::size_t at_job = 1; at_job + payload <= msg.size(); at_job += payload) {
+          complete.append(data + at_job, 8);
+          if (record) {
+            const std::int64_t stamp = stamp_at(data + at_job);
+            record->hold_ns.push_back(static_cast<double>(at - stamp));
+            record->hold_stamp_ns.push_back(stamp);
+          } else {
+            dealer.send(zmq::buffer(complete), zmq::send_flags::none);
+            complete.resize(1);
+          }
         }
+        if (record) dealer.send(zmq::buffer(complete), zmq::send_flags::none);
         dealer.send(zmq::buffer(fetch), zmq::send_flags::none);
       }
     }
@@ -117,7 +138,7 @@ double run_zmq_floor(const zmq_floor_load& load) {
   completion_counter done;
   group.spawn([&] { run_broker(router, load.payload, load.capacity, group); });
   for (std::size_t w = 0; w < load.workers; ++w)
-    group.spawn([&] { run_worker(context, endpoint, load.payload, group, done); });
+    group.spawn([&] { run_worker(context, endpoint, load.payload, group, done, nullptr); });
 
   zmq::socket_t producer(context, zmq::socket_type::dealer);
   producer.set(zmq::sockopt::linger, 0);
@@ -145,6 +166,63 @@ double run_zmq_floor(const zmq_floor_load& load) {
   const std::int64_t end = done.wait(load.tasks, std::chrono::seconds(60), [&] { group.check(); });
   group.stop();
   return static_cast<double>(end - start) / 1e9;
+}
+
+}  // namespace dispatch::bench
+
+namespace dispatch::bench {
+
+latency_samples run_zmq_latency_floor(const zmq_latency_load& load) {
+  zmq::context_t broker_context(1);
+  zmq::socket_t router(broker_context, zmq::socket_type::router);
+  router.set(zmq::sockopt::linger, 0);
+  router.set(zmq::sockopt::sndhwm, 0);
+  router.set(zmq::sockopt::rcvhwm, 0);
+  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_ports(1)[0]);
+  router.bind(endpoint);
+
+  zmq::context_t context(2);  // the clients', like the latency section's
+  thread_group group;
+  completion_counter done;
+  std::vector<latency_samples> recorded(load.workers);
+  group.spawn([&] { run_broker(router, load.payload, load.capacity, group); });
+  for (auto& record : recorded)
+    group.spawn([&] { run_worker(context, endpoint, load.payload, group, done, &record); });
+
+  zmq::socket_t producer(context, zmq::socket_type::dealer);
+  producer.set(zmq::sockopt::linger, 0);
+  producer.connect(endpoint);
+  std::size_t sent = 0;
+  std::string frame;
+  zmq::message_t ack;
+  const auto start = bench_clock::now();
+  auto next_tick = start;
+  while (sent < load.tasks) {
+    const double elapsed = std::chrono::duration<double>(bench_clock::now() - start).count();
+    const auto due =
+        std::min<std::size_t>(load.tasks, static_cast<std::size_t>(load.rate * elapsed) + 1);
+    if (due > sent) {
+      const std::string body = stamped_payload(load.payload, now_ns());
+      frame.assign(1, submit_frame);
+      for (; sent < due; ++sent) frame += body;
+      producer.send(zmq::buffer(frame), zmq::send_flags::none);
+    }
+    while (producer.recv(ack, zmq::recv_flags::dontwait)) {
+    }
+    group.check();
+    next_tick += milliseconds(1);
+    std::this_thread::sleep_until(next_tick);
+  }
+  done.wait(load.tasks, std::chrono::seconds(60), [&] { group.check(); });
+  group.stop();
+  latency_samples all;
+  for (auto& r : recorded) {
+    all.hold_ns.insert(all.hold_ns.end(), r.hold_ns.begin(), r.hold_ns.end());
+    all.done_ns.insert(all.done_ns.end(), r.done_ns.begin(), r.done_ns.end());
+    all.hold_stamp_ns.insert(all.hold_stamp_ns.end(), r.hold_stamp_ns.begin(),
+                             r.hold_stamp_ns.end());
+  }
+  return all;
 }
 
 }  // namespace dispatch::bench
