@@ -19,19 +19,12 @@ struct persistence_state {
 
 using persistence_actor = caf::stateful_actor<persistence_state>;
 
-project_deltas count_changes(const std::map<std::string, persistence::status_counts>& before,
-                             const std::map<std::string, persistence::status_counts>& after) {
+// The counts a purge took away, as the dispatcher's count changes.
+project_deltas removed_counts(const persistence::purge_result& outcome) {
   project_deltas changes;
-  for (const auto& [name, now] : after) {
-    const auto was = before.find(name);
-    status_deltas d{};
-    bool changed = false;
-    for (std::size_t i = 0; i < d.size(); ++i) {
-      const auto old = was == before.end() ? 0 : was->second[i];
-      d[i] = static_cast<std::int64_t>(now[i]) - static_cast<std::int64_t>(old);
-      changed = changed || d[i] != 0;
-    }
-    if (changed) changes.emplace(name, d);
+  for (const auto& [name, removed] : outcome.removed) {
+    auto& d = changes[name];
+    for (std::size_t i = 0; i < d.size(); ++i) d[i] = -static_cast<std::int64_t>(removed[i]);
   }
   return changes;
 }
@@ -84,12 +77,10 @@ caf::behavior persistence(persistence_actor* self, shared_store store,
       },
       [=](purge_atom, const persistence::expired_entries& found, millis finished_before,
           millis keys_before) -> caf::result<project_deltas> {
-        auto& store = *self->state.store;
-        const auto before = store.counts();
         persistence::purge_result outcome;
-        const auto s = store.purge(found, finished_before, keys_before, outcome);
+        const auto s = self->state.store->purge(found, finished_before, keys_before, outcome);
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
-        return count_changes(before, store.counts());
+        return removed_counts(outcome);
       },
       [=](shutdown_atom) {
         flush(self);

@@ -548,8 +548,11 @@ struct task_store::impl {
   std::unique_ptr<rocksdb::DB> db;
   std::array<cf_ptr, cf_count> cfs;
 
-  // Written only by the single writer (apply, purge), read by counts() from any thread. The
-  // writer itself reads them without the mutex: nobody else writes them.
+  // Held by every write (apply, try_apply, purge) from staging to publishing its counts: one
+  // writer at a time, whichever thread it is on.
+  std::mutex write_mutex;
+  // Written only under write_mutex, read by counts() from any thread. A writer reads them
+  // without this mutex: nobody else writes them.
   mutable std::mutex counts_mutex;
   std::map<std::string, status_counts> counts;
 
@@ -655,7 +658,7 @@ struct task_store::impl {
   }
 
   // The counts of `project` as a write being staged will leave them: starts from the published
-  // counts the first time the write touches the project. Writer-only (see counts_mutex).
+  // counts the first time the write touches the project. Under write_mutex (see counts_mutex).
   status_counts& staged_counts(std::map<std::string, status_counts>& staged,
                                const std::string& project) const {
     auto it = staged.find(project);
@@ -666,8 +669,11 @@ struct task_store::impl {
   }
 
   // Stages the staged counts with the write and publishes them once it succeeded, so that
-  // counts() never shows a change the store does not hold.
-  status write(rocksdb::WriteBatch& wb, std::map<std::string, status_counts>& staged) {
+  // counts() never shows a change the store does not hold. With `waiting_refused`, a write
+  // RocksDB would have to hold back (a stall or slowdown while flushes catch up) is not made:
+  // ok, and *waiting_refused set.
+  status write(rocksdb::WriteBatch& wb, std::map<std::string, status_counts>& staged,
+               bool* waiting_refused = nullptr) {
     for (const auto& [project, c] : staged) {
       const rocksdb::Status s =
           wb.Put(cf(cf_meta), std::string(counts_prefix) + project, encode_counts(c));
@@ -675,7 +681,13 @@ struct task_store::impl {
     }
     // The writer's thread (see background_thread_setup): a thread-local store, cheap to repeat.
     rocksdb::SetPerfLevel(rocksdb::PerfLevel::kDisable);
-    const rocksdb::Status s = db->Write(write_options, &wb);
+    rocksdb::WriteOptions options = write_options;
+    options.no_slowdown = waiting_refused != nullptr;
+    const rocksdb::Status s = db->Write(options, &wb);
+    if (waiting_refused && s.IsIncomplete()) {
+      *waiting_refused = true;
+      return status::ok();
+    }
     if (!s.ok()) return refused(s);
     std::lock_guard<std::mutex> lock(counts_mutex);
     for (auto& [project, c] : staged) counts[project] = std::move(c);
@@ -858,6 +870,22 @@ std::vector<staged_change> collapse_chains(const Changes& changes) {
 }  // namespace
 
 status task_store::apply(const write_batch& batch) {
+  std::lock_guard<std::mutex> lock(impl_->write_mutex);
+  return stage_and_write(batch, nullptr);
+}
+
+status task_store::try_apply(const write_batch& batch, bool& applied) {
+  applied = false;
+  if (impl_->write_options.sync) return status::ok();
+  std::unique_lock<std::mutex> lock(impl_->write_mutex, std::try_to_lock);
+  if (!lock) return status::ok();
+  bool refused = false;
+  status s = stage_and_write(batch, &refused);
+  applied = s.is_ok() && !refused;
+  return s;
+}
+
+status task_store::stage_and_write(const write_batch& batch, bool* waiting_refused) {
   if (batch.empty()) return status::ok();
   impl& d = *impl_;
   const auto changes = collapse_chains(batch.tasks_);
@@ -934,7 +962,7 @@ status task_store::apply(const write_batch& batch) {
                task_key(*batch.last_id_));
     if (!s.ok()) return from_rocksdb(s, d.context("cannot stage last id"));
   }
-  return d.write(wb, staged);
+  return d.write(wb, staged, waiting_refused);
 }
 
 status task_store::recover(recovered_state& out, std::size_t resident) {
@@ -1891,6 +1919,8 @@ status task_store::purge(const expired_entries& found, millis finished_before, m
                          purge_result& out) {
   out = purge_result{};
   impl& d = *impl_;
+  // Held from the reads on: a write in between could retry a task this call is about to delete.
+  std::lock_guard<std::mutex> lock(d.write_mutex);
   rocksdb::WriteBatch wb;
   std::map<std::string, status_counts> staged;
   rocksdb::ReadOptions ro;
@@ -1925,6 +1955,7 @@ status task_store::purge(const expired_entries& found, millis finished_before, m
       if (s.ok()) s = stage_index(wb, d.cf(cf_index_keys), t, /*add=*/false);
       if (s.ok()) {
         take_one(d.staged_counts(staged, t.project), t.status);
+        ++out.removed[t.project][static_cast<std::size_t>(t.status)];
         ++out.tasks_removed;
       }
     }

@@ -30,8 +30,9 @@
 //  * Idempotency entries (project, key) -> (task id, created_at) are stored apart from tasks and
 //    have their own retention: removing or purging a task leaves its entry, and an entry may
 //    outlive its task, so a caller that finds an id must be ready for get() to say not_found.
-//  * One writer at a time (the persistence actor): apply() and purge() must not run
-//    concurrently. Reads (recover, get, list, find_idempotent, counts) may come from any thread.
+//  * One write at a time: apply(), try_apply() and purge() take the store's write lock, so they
+//    may be called from any thread. Reads (recover, get, list, find_idempotent, counts) may come
+//    from any thread too.
 #pragma once
 
 #include <array>
@@ -199,6 +200,8 @@ struct expired_entries {
 // What one purge() call did.
 struct purge_result {
   std::size_t tasks_removed = 0;  // finished tasks deleted (and taken off the counts)
+  // The same tasks per project and status: what the counts lost.
+  std::map<std::string, status_counts> removed;
   std::size_t keys_removed = 0;   // idempotency entries deleted, unreadable ones included
   // Records that could not be decoded: unreadable tasks are left in place (they are data),
   // unreadable idempotency entries are deleted (they would fail every find_idempotent()).
@@ -215,6 +218,11 @@ class task_store {
   task_store& operator=(const task_store&) = delete;
 
   status apply(const write_batch& batch);
+  // apply() only if it can be done without waiting: `applied` is false, and nothing written,
+  // while another write holds the store, when RocksDB would hold the write back (a stall while
+  // flushes catch up), or with durability::fsync (the sync is a wait for the disk). For a
+  // caller on a thread that must not block, with a writer thread to fall back on.
+  status try_apply(const write_batch& batch, bool& applied);
   // Everything needed to resume: live tasks, the id counter, project settings and counts.
   // Pending tasks come whole while out.live holds fewer than `resident` tasks, and as summaries
   // in out.queued after that, so a large backlog is never all in memory at once. A large live
@@ -259,7 +267,7 @@ class task_store {
   // in task_store.cpp), tens of ms on a busy store.
   status find_expired(millis finished_before, millis keys_before, std::size_t max_items,
                       purge_cursor& cursor, expired_entries& out) const;
-  // Retention, part two, a writer operation (never concurrently with apply()): deletes those of
+  // Retention, part two, a write (under the write lock, as apply()): deletes those of
   // `found` that are still expired by the same cutoffs (a task may have been retried or removed
   // since it was found), taking the tasks off the counts, in one atomic write. A task purged
   // here no longer exists: a later put_task for it must give no `previous`. On a failed write
@@ -274,6 +282,8 @@ class task_store {
  private:
   struct impl;
   explicit task_store(std::unique_ptr<impl> p);
+  // apply() under the write lock; see impl::write for `waiting_refused`.
+  status stage_and_write(const write_batch& batch, bool* waiting_refused);
   std::unique_ptr<impl> impl_;
 };
 
