@@ -123,16 +123,23 @@ void run_worker(zmq::context_t& context, const std::string& endpoint, std::size_
   }
 }
 
-}  // namespace
-
-double run_zmq_floor(const zmq_floor_load& load) {
-  zmq::context_t context(2);
+// The broker's ROUTER, bound to a free loopback port (`endpoint`), with no queue limits.
+zmq::socket_t broker_socket(zmq::context_t& context, std::string& endpoint) {
   zmq::socket_t router(context, zmq::socket_type::router);
   router.set(zmq::sockopt::linger, 0);
   router.set(zmq::sockopt::sndhwm, 0);
   router.set(zmq::sockopt::rcvhwm, 0);
-  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_ports(1)[0]);
+  endpoint = "tcp://127.0.0.1:" + std::to_string(free_ports(1)[0]);
   router.bind(endpoint);
+  return router;
+}
+
+}  // namespace
+
+double run_zmq_floor(const zmq_floor_load& load) {
+  zmq::context_t context(2);
+  std::string endpoint;
+  zmq::socket_t router = broker_socket(context, endpoint);
 
   thread_group group;
   completion_counter done;
@@ -168,18 +175,10 @@ double run_zmq_floor(const zmq_floor_load& load) {
   return static_cast<double>(end - start) / 1e9;
 }
 
-}  // namespace dispatch::bench
-
-namespace dispatch::bench {
-
 latency_samples run_zmq_latency_floor(const zmq_latency_load& load) {
   zmq::context_t broker_context(1);
-  zmq::socket_t router(broker_context, zmq::socket_type::router);
-  router.set(zmq::sockopt::linger, 0);
-  router.set(zmq::sockopt::sndhwm, 0);
-  router.set(zmq::sockopt::rcvhwm, 0);
-  const std::string endpoint = "tcp://127.0.0.1:" + std::to_string(free_ports(1)[0]);
-  router.bind(endpoint);
+  std::string endpoint;
+  zmq::socket_t router = broker_socket(broker_context, endpoint);
 
   zmq::context_t context(2);  // the clients', like the latency section's
   thread_group group;
