@@ -11,8 +11,9 @@ namespace {
 
 // Entries one retention search examines at most. Each search may sort the index memtable (tens
 // of ms when it is full), so a search finds many candidates, which the dispatcher hands to the
-// persistence actor in small slices. The search runs at idle priority: with --storage-cpus it
-// shares its CPUs with the store's writer, which would otherwise wait behind the sort.
+// persistence actor in small slices. The search runs at idle priority (on a thread of its own,
+// so that this actor's reads keep their priority): with --storage-cpus it shares its CPUs with
+// the store's writer, which would otherwise wait behind the sort.
 constexpr std::size_t expired_per_find = 20'000;
 
 caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
@@ -35,9 +36,10 @@ caf::behavior store_reader(caf::event_based_actor*, shared_store store) {
               persistence::purge_cursor& cursor)
           -> caf::result<persistence::expired_entries, persistence::purge_cursor> {
         persistence::expired_entries found;
-        const persistence::idle_priority_scope background;  // see expired_per_find
-        const auto s =
-            store->find_expired(finished_before, keys_before, expired_per_find, cursor, found);
+        persistence::status s;
+        persistence::run_at_idle_priority([&] {  // see expired_per_find
+          s = store->find_expired(finished_before, keys_before, expired_per_find, cursor, found);
+        });
         if (!s.is_ok()) return caf::make_error(caf::sec::runtime_error, s.to_string());
         return {std::move(found), std::move(cursor)};
       },

@@ -1,5 +1,10 @@
 #include "persistence/idle_priority.hpp"
 
+#include <sched.h>
+
+#include <exception>
+#include <thread>
+
 namespace dispatch::persistence {
 
 void enter_idle_priority() {
@@ -7,15 +12,17 @@ void enter_idle_priority() {
   sched_setscheduler(0, SCHED_IDLE, &none);  // 0: the calling thread (Linux)
 }
 
-idle_priority_scope::idle_priority_scope() : policy_(sched_getscheduler(0)) {
-  sched_getparam(0, &param_);
-  enter_idle_priority();
-}
-
-idle_priority_scope::~idle_priority_scope() {
-  // Leaving SCHED_IDLE for a normal policy needs no privilege (RLIMIT_NICE only bounds nice
-  // levels), so the thread gets its old policy back.
-  if (policy_ >= 0) sched_setscheduler(0, policy_, &param_);
+void run_at_idle_priority(const std::function<void()>& work) {
+  std::exception_ptr failed;
+  std::thread([&] {
+    enter_idle_priority();
+    try {
+      work();
+    } catch (...) {
+      failed = std::current_exception();
+    }
+  }).join();
+  if (failed) std::rethrow_exception(failed);
 }
 
 }  // namespace dispatch::persistence

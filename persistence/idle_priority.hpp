@@ -7,26 +7,18 @@
 // waits that long. A thread of a normal policy always preempts a SCHED_IDLE one at once.
 #pragma once
 
-#include <sched.h>
+#include <functional>
 
 namespace dispatch::persistence {
 
-// Moves the calling thread to SCHED_IDLE for good. A failure (a kernel without it, a seccomp
-// filter) only costs the preemption; the thread runs on at its old priority.
+// Moves the calling thread to SCHED_IDLE for good: leaving it again needs CAP_SYS_NICE (or an
+// RLIMIT_NICE that allows nice 0). A failure (a kernel without it, a seccomp filter) only costs
+// the preemption; the thread runs on at its old priority.
 void enter_idle_priority();
 
-// The calling thread at SCHED_IDLE for the scope's lifetime, then back to the policy it had.
-// A thread created inside the scope inherits SCHED_IDLE.
-class idle_priority_scope {
- public:
-  idle_priority_scope();
-  ~idle_priority_scope();
-  idle_priority_scope(const idle_priority_scope&) = delete;
-  idle_priority_scope& operator=(const idle_priority_scope&) = delete;
-
- private:
-  int policy_;
-  sched_param param_{};
-};
+// Runs `work` on a thread of its own at SCHED_IDLE and waits for it; an exception it throws is
+// rethrown here. For work on a thread that must keep its normal priority afterwards (the new
+// thread inherits the caller's CPUs, so --storage-cpus still holds).
+void run_at_idle_priority(const std::function<void()>& work);
 
 }  // namespace dispatch::persistence

@@ -1,66 +1,63 @@
 #include <catch2/catch.hpp>
 
+#include <pthread.h>
 #include <sched.h>
 
-#include <future>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
 #include "persistence/idle_priority.hpp"
 
 using dispatch::persistence::enter_idle_priority;
-using dispatch::persistence::idle_priority_scope;
+using dispatch::persistence::run_at_idle_priority;
 
 namespace {
 
-// Runs `body` on a thread of its own (policies are per thread, and Catch's must stay as it is)
-// and returns the policies it recorded.
-template <class Body>
-std::vector<int> on_own_thread(Body body) {
-  std::vector<int> seen;
-  std::thread([&] { body(seen); }).join();
-  return seen;
+// The calling thread's CPUs, as a mask (CPU_EQUAL compares them).
+cpu_set_t this_thread_cpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  pthread_getaffinity_np(pthread_self(), sizeof set, &set);
+  return set;
 }
 
 }  // namespace
 
 TEST_CASE("a thread moved to idle priority stays there") {
-  const auto seen = on_own_thread([](std::vector<int>& s) {
-    s.push_back(sched_getscheduler(0));
+  std::vector<int> seen;
+  std::thread([&] {
+    seen.push_back(sched_getscheduler(0));
     enter_idle_priority();
-    s.push_back(sched_getscheduler(0));
-  });
+    seen.push_back(sched_getscheduler(0));
+  }).join();
   CHECK(seen == std::vector<int>{SCHED_OTHER, SCHED_IDLE});
 }
 
-TEST_CASE("an idle priority scope gives the thread its policy back") {
-  const auto seen = on_own_thread([](std::vector<int>& s) {
-    {
-      const idle_priority_scope background;
-      s.push_back(sched_getscheduler(0));
-    }
-    s.push_back(sched_getscheduler(0));
-    sched_param batch{};
-    sched_setscheduler(0, SCHED_BATCH, &batch);
-    {
-      const idle_priority_scope background;
-      s.push_back(sched_getscheduler(0));
-    }
-    s.push_back(sched_getscheduler(0));
-  });
-  CHECK(seen == std::vector<int>{SCHED_IDLE, SCHED_OTHER, SCHED_IDLE, SCHED_BATCH});
+TEST_CASE("work run at idle priority leaves the caller's thread as it was") {
+  // The caller is a thread of its own whose CPUs are narrowed to one, as --storage-cpus does.
+  bool same_cpus = false;
+  int work_policy = -1, caller_before = -1, caller_after = -1;
+  std::thread([&] {
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    pthread_setaffinity_np(pthread_self(), sizeof one, &one);
+    caller_before = sched_getscheduler(0);
+    run_at_idle_priority([&] {
+      work_policy = sched_getscheduler(0);
+      const cpu_set_t mine = this_thread_cpus();
+      same_cpus = CPU_EQUAL(&mine, &one);
+    });
+    caller_after = sched_getscheduler(0);
+  }).join();
+  CHECK(work_policy == SCHED_IDLE);
+  CHECK(same_cpus);
+  CHECK(caller_before == SCHED_OTHER);
+  CHECK(caller_after == SCHED_OTHER);
 }
 
-TEST_CASE("an idle priority scope leaves the other threads alone") {
-  std::promise<void> entered, leave;
-  std::thread background([&] {
-    const idle_priority_scope scope;
-    entered.set_value();
-    leave.get_future().wait();
-  });
-  entered.get_future().wait();
-  const int here = sched_getscheduler(0);
-  leave.set_value();
-  background.join();
-  CHECK(here == SCHED_OTHER);
+TEST_CASE("an exception thrown by work run at idle priority reaches the caller") {
+  CHECK_THROWS_WITH(run_at_idle_priority([] { throw std::runtime_error("search failed"); }),
+                    "search failed");
 }
