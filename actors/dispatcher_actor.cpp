@@ -316,6 +316,7 @@ struct dispatcher_state {
     if (s.is_ok() && !applied) return false;
     metrics->store_batch_latency(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    metrics->store_inline_write();
     if (!s.is_ok()) {
       metrics->store_error();
       spdlog::error("store write of {} changes failed: {}", writes.size(), s.to_string());

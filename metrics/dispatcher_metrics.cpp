@@ -180,6 +180,10 @@ struct dispatcher_metrics::impl {
                                         "Times the reserve pool was released.");
   Family<Counter>& store_errors_f =
       counter(*registry, "dispatch_store_errors_total", "Store writes that failed.");
+  Family<Counter>& store_inline_f = counter(
+      *registry, "dispatch_store_inline_writes_total",
+      "Store writes the dispatcher made on its own thread instead of the writer's (small "
+      "submits while the writer had none of its requests); also in dispatch_store_batch_seconds.");
   Family<Histogram>& queue_wait_f =
       histogram(*registry, "dispatch_queue_wait_seconds",
                 "Time from submit (or requeue) to assignment to a worker.");
@@ -205,6 +209,7 @@ struct dispatcher_metrics::impl {
   Counter& engaged = engaged_f.Add({});
   Counter& released = released_f.Add({});
   Counter& store_errors = store_errors_f.Add({});
+  Counter& store_inline = store_inline_f.Add({});
   Histogram& queue_wait = queue_wait_f.Add({}, duration_buckets());
   Histogram& run = run_f.Add({}, duration_buckets());
   Histogram& store_batch = store_batch_f.Add({}, store_batch_buckets());
@@ -379,6 +384,7 @@ void dispatcher_metrics::store_batch_latency(double seconds) {
   observe(impl_->store_batch, seconds);
 }
 void dispatcher_metrics::store_error() { impl_->store_errors.Increment(); }
+void dispatcher_metrics::store_inline_write() { impl_->store_inline.Increment(); }
 void dispatcher_metrics::mailbox_depth(std::size_t messages) {
   impl_->mailbox.Set(static_cast<double>(messages));
 }

@@ -50,6 +50,7 @@ class dispatcher_metrics {
   void run_time(double seconds);          // assignment to the end of the attempt
   void store_batch_latency(double seconds);
   void store_error();                     // a store write failed
+  void store_inline_write();  // a write the dispatcher made itself (also in store_batch_latency)
   void mailbox_depth(std::size_t messages);  // the dispatcher actor's mailbox
   void parked(std::size_t tasks);  // pending tasks kept as their id only (--resident-tasks)
 

@@ -164,6 +164,20 @@ void check_depth(const scrape& s, const std::map<std::pair<std::string, std::str
 
 }  // namespace
 
+TEST_CASE("metrics: with fsync durability no write is made on the dispatcher's thread") {
+  const int port = free_ports(1)[0];
+  dispatcher_process d(
+      {{"--metrics-address", "127.0.0.1:" + std::to_string(port), "--durability", "fsync"}});
+  wire_client producer(d.work_endpoint());
+  REQUIRE(submit(producer, {spec("alpha", 1), spec("alpha", 2)}).size() == 2);
+  const auto s = settle(port, [](const scrape& s) {
+    return s.count("dispatch_tasks_submitted_total", {{"project", "alpha"}}) == 2;
+  });
+  INFO(s.text);
+  CHECK(s.count("dispatch_store_batch_seconds_count") >= 1);
+  CHECK(s.value("dispatch_store_inline_writes_total") == 0);
+}
+
 TEST_CASE("metrics: a live scrape counts a known batch by value, and passes promtool and the monitoring check") {
   const int port = free_ports(1)[0];
   dispatcher_process d({{"--metrics-address", "127.0.0.1:" + std::to_string(port)}});
@@ -230,6 +244,9 @@ TEST_CASE("metrics: a live scrape counts a known batch by value, and passes prom
     CHECK(s.value("dispatch_task_run_seconds_count") == 5);    // completed + failed
     CHECK(s.count("dispatch_store_batch_seconds_count") > 0);
     CHECK(s.value("dispatch_store_errors_total") == 0);
+    // The submit, written by the dispatcher itself (none of its writes was at the writer); the
+    // cancel, the assignments and the completions went to the writer.
+    CHECK(s.value("dispatch_store_inline_writes_total") == 1);
     CHECK(s.value("dispatch_workers_lost_total") == 0);
     CHECK(s.value("dispatch_reserve_engagements_total") == 0);
     CHECK(s.value("dispatch_reserve_releases_total") == 0);

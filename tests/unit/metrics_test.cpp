@@ -150,7 +150,8 @@ TEST_CASE("metrics: the endpoint is the bound address and serves the exposition 
        {"# TYPE dispatch_queue_wait_seconds histogram", "# TYPE dispatch_workers_lost_total counter",
         "# TYPE dispatch_dispatcher_mailbox_messages gauge", "dispatch_workers_lost_total 0",
         "dispatch_reserve_engagements_total 0", "dispatch_reserve_releases_total 0",
-        "dispatch_store_errors_total 0", "dispatch_dispatcher_mailbox_messages 0",
+        "dispatch_store_errors_total 0", "dispatch_store_inline_writes_total 0",
+        "dispatch_dispatcher_mailbox_messages 0",
         "dispatch_queue_wait_seconds_count 0", "dispatch_task_run_seconds_count 0",
         "dispatch_store_batch_seconds_count 0"}) {
     INFO(line);
@@ -326,11 +327,13 @@ TEST_CASE("metrics: plain counters and the mailbox gauge") {
   m->reserve_released();
   m->reserve_engaged();
   m->store_error();
+  m->store_inline_write();
   m->mailbox_depth(17);
   CHECK(m.value("dispatch_workers_lost_total") == 2);
   CHECK(m.value("dispatch_reserve_engagements_total") == 2);
   CHECK(m.value("dispatch_reserve_releases_total") == 1);
   CHECK(m.value("dispatch_store_errors_total") == 1);
+  CHECK(m.value("dispatch_store_inline_writes_total") == 1);
   CHECK(m.value("dispatch_dispatcher_mailbox_messages") == 17);
   m->mailbox_depth(0);
   CHECK(m.value("dispatch_dispatcher_mailbox_messages") == 0);
