@@ -5,10 +5,10 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <vector>
 #include <zmq.hpp>
 
+#include "bench/support/pacing.hpp"
 #include "bench/support/process.hpp"
 #include "bench/support/threads.hpp"
 #include "bench/support/workload.hpp"
@@ -191,27 +191,21 @@ latency_samples run_zmq_latency_floor(const zmq_latency_load& load) {
   zmq::socket_t producer(context, zmq::socket_type::dealer);
   producer.set(zmq::sockopt::linger, 0);
   producer.connect(endpoint);
-  std::size_t sent = 0;
   std::string frame;
   zmq::message_t ack;
-  const auto start = bench_clock::now();
-  auto next_tick = start;
-  while (sent < load.tasks) {
-    const double elapsed = std::chrono::duration<double>(bench_clock::now() - start).count();
-    const auto due =
-        std::min<std::size_t>(load.tasks, static_cast<std::size_t>(load.rate * elapsed) + 1);
-    if (due > sent) {
-      const std::string body = stamped_payload(load.payload, now_ns());
-      frame.assign(1, submit_frame);
-      for (; sent < due; ++sent) frame += body;
-      producer.send(zmq::buffer(frame), zmq::send_flags::none);
-    }
-    while (producer.recv(ack, zmq::recv_flags::dontwait)) {
-    }
-    group.check();
-    next_tick += milliseconds(1);
-    std::this_thread::sleep_until(next_tick);
-  }
+  pace(
+      load.rate, load.tasks,
+      [&](std::size_t n) {
+        const std::string body = stamped_payload(load.payload, now_ns());
+        frame.assign(1, submit_frame);
+        for (std::size_t i = 0; i < n; ++i) frame += body;
+        producer.send(zmq::buffer(frame), zmq::send_flags::none);
+      },
+      [&] {
+        while (producer.recv(ack, zmq::recv_flags::dontwait)) {
+        }
+        group.check();
+      });
   done.wait(load.tasks, std::chrono::seconds(60), [&] { group.check(); });
   group.stop();
   latency_samples all;

@@ -2,7 +2,8 @@
 
 #include <algorithm>
 #include <stdexcept>
-#include <thread>
+
+#include "bench/support/pacing.hpp"
 
 namespace dispatch::bench {
 
@@ -44,23 +45,17 @@ submit_timing submit_all(wire_client& producer, std::size_t tasks, std::size_t b
 submit_timing submit_paced(wire_client& producer, double rate, std::size_t tasks,
                            std::size_t payload, priority_source& priorities) {
   submit_timing t;
-  std::size_t sent = 0, submits = 0, acked = 0;
-  const auto start = bench_clock::now();
+  std::size_t submits = 0, acked = 0;
   t.first_send_ns = now_ns();
-  auto next_tick = start;
-  while (sent < tasks) {
-    const double elapsed = std::chrono::duration<double>(bench_clock::now() - start).count();
-    const auto due = std::min<std::size_t>(tasks, static_cast<std::size_t>(rate * elapsed) + 1);
-    if (due > sent) {
-      const std::size_t n = std::min<std::size_t>(due - sent, 10'000);
-      producer.send(protocol::submit{make_specs(n, payload, priorities)});
-      sent += n;
-      ++submits;
-    }
-    while (take_ack(producer, milliseconds(0))) ++acked;
-    next_tick += milliseconds(1);
-    std::this_thread::sleep_until(next_tick);
-  }
+  pace(
+      rate, tasks,
+      [&](std::size_t n) {
+        producer.send(protocol::submit{make_specs(n, payload, priorities)});
+        ++submits;
+      },
+      [&] {
+        while (take_ack(producer, milliseconds(0))) ++acked;
+      });
   while (acked < submits) {
     if (!take_ack(producer, milliseconds(120'000)))
       throw std::runtime_error("no answer to a submit within 120 s");
