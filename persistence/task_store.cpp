@@ -1956,7 +1956,6 @@ status task_store::purge(const expired_entries& found, millis finished_before, m
       if (s.ok()) {
         take_one(d.staged_counts(staged, t.project), t.status);
         ++out.removed[t.project][static_cast<std::size_t>(t.status)];
-        ++out.tasks_removed;
       }
     }
     if (!s.ok())

@@ -199,10 +199,15 @@ struct expired_entries {
 
 // What one purge() call did.
 struct purge_result {
-  std::size_t tasks_removed = 0;  // finished tasks deleted (and taken off the counts)
-  // The same tasks per project and status: what the counts lost.
+  // Finished tasks deleted, per project and status: what the counts lost.
   std::map<std::string, status_counts> removed;
-  std::size_t keys_removed = 0;   // idempotency entries deleted, unreadable ones included
+  std::size_t tasks_removed() const {
+    std::size_t n = 0;
+    for (const auto& [project, counts] : removed)
+      for (const auto c : counts) n += c;
+    return n;
+  }
+  std::size_t keys_removed = 0;  // idempotency entries deleted, unreadable ones included
   // Records that could not be decoded: unreadable tasks are left in place (they are data),
   // unreadable idempotency entries are deleted (they would fail every find_idempotent()).
   std::size_t unreadable = 0;

@@ -177,7 +177,7 @@ purge_step purge(task_store& s, purge_cursor& cursor, millis finished_before, mi
   st = s.purge(found, finished_before, keys_before, r);
   INFO(st.to_string());
   REQUIRE(st.is_ok());
-  return {found.examined, r.tasks_removed, r.keys_removed, r.unreadable, found.more, r.removed};
+  return {found.examined, r.tasks_removed(), r.keys_removed, r.unreadable, found.more, r.removed};
 }
 
 task finished_task(task_id id, const std::string& project, task_status st, millis finished_at) {
@@ -1358,7 +1358,7 @@ TEST_CASE("purge checks each candidate again and deletes only what is still expi
   REQUIRE(store->purge(found.take(3), cutoff, cutoff, first).is_ok());
   REQUIRE(store->purge(found.take(500), cutoff, cutoff, second).is_ok());
   REQUIRE(found.empty());
-  REQUIRE(first.tasks_removed + second.tasks_removed == 1);  // task 4
+  REQUIRE(first.tasks_removed() + second.tasks_removed() == 1);  // task 4
   REQUIRE(first.keys_removed + second.keys_removed == 1);    // "old"
   REQUIRE(store->counts().at("p") == make_counts(0, 1, 1, 0, 0, 0));
   task got;
