@@ -241,11 +241,13 @@ struct dispatcher_state {
   // store writes as one batch and its count changes as one message per touched project,
   // however many tasks moved. Its events join the batch for the notifier. A batch written on
   // this thread (write_inline) has its continuations run at once: new tasks in the queue want
-  // another pass, whose assignments are written in turn.
+  // another pass, whose assignments are written in turn, here too if they can be.
   void flush() {
+    bool written_here = false;
     do {
       if (dispatch_wanted) run_dispatch();
-    } while (flush_writes());
+      written_here = flush_writes(written_here);
+    } while (written_here);
     for (auto& [name, d] : deltas) self->send(project(name), moved_atom::value, d);
     deltas.clear();
     if (events.size() >= event_batch_size) {
@@ -290,10 +292,11 @@ struct dispatcher_state {
   }
 
   // Stores this message's writes, here (write_inline) or through the persistence actor. True
-  // if they were stored here and their continuations ran.
-  bool flush_writes() {
+  // if they were stored here and their continuations ran. `after_inline`: the writes come from
+  // the pass that followed such a batch (a submit's tasks, assigned to waiting workers).
+  bool flush_writes(bool after_inline) {
     if (writes.empty() && waiting.empty()) return false;
-    const bool written = queue_waits_for_writes && write_inline();
+    const bool written = (queue_waits_for_writes || after_inline) && write_inline();
     queue_waits_for_writes = false;
     if (!written) send_writes();
     return written;
@@ -302,12 +305,14 @@ struct dispatcher_state {
   // A small batch that new tasks wait for (a submit's: they enter the queue only once stored)
   // is written on this thread when nothing stands before it: none of our requests at the
   // persistence actor (the store must see our writes in order), and a store that takes it at
-  // once. That spares a submit's way to a worker two thread hand-offs (the writer's wake-up and
-  // its reply). The store takes it at once or not at all (task_store::try_apply: never in fsync
-  // mode, never behind another write or a RocksDB stall); false if it is still to be written.
-  // Every other write (assignments, completions) goes to the writer, which stores it while this
-  // thread serves the next request: one worker's lifecycle lost 20-40% when those were written
-  // here too. A large batch is the writer's group commit at its best.
+  // once. So are the assignments of the dispatch pass that follows (flush()). That spares a
+  // submit's way to a waiting worker the writer's wake-up and its reply, twice, and costs less
+  // CPU (bench/README.md). The store takes a batch at once or not at all (task_store::try_apply:
+  // never in fsync mode, never behind another write or a RocksDB stall); false if it is still to
+  // be written. Every other write (a worker's completions, the assignments its fetch brings)
+  // goes to the writer, which stores it while this thread serves the next request: one worker's
+  // lifecycle lost 20-40% when those were written here too. A large batch is the writer's group
+  // commit at its best.
   bool write_inline() {
     if (store_requests != 0 || writes.size() > inline_write_limit) return false;
     const auto started = std::chrono::steady_clock::now();

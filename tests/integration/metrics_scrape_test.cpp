@@ -178,6 +178,29 @@ TEST_CASE("metrics: with fsync durability no write is made on the dispatcher's t
   CHECK(s.value("dispatch_store_inline_writes_total") == 0);
 }
 
+TEST_CASE("metrics: a submit that a waiting worker takes is stored and assigned on the dispatcher's thread") {
+  const int port = free_ports(1)[0];
+  dispatcher_process d({{"--metrics-address", "127.0.0.1:" + std::to_string(port)}});
+  wire_client worker(d.work_endpoint());
+  expect<protocol::registered>(worker.call(worker_spec("w1", 1)));
+  const auto fetch_id = worker.send(protocol::fetch{1, 30000});
+  // Requests of one connection are handled in order: once the heartbeat is answered, the fetch
+  // waits at the dispatcher before the submit below arrives.
+  expect<protocol::heartbeat_reply>(worker.call(protocol::heartbeat{}));
+  wire_client producer(d.work_endpoint());
+  const auto ids = submit(producer, {spec("alpha", 1)});
+  const auto jobs = expect<protocol::jobs>(worker.wait_reply(fetch_id, 5s)).jobs;
+  REQUIRE(jobs.size() == 1);
+  CHECK(jobs[0].task == ids[0]);
+  const auto s = settle(port, [](const scrape& s) {
+    return s.count("dispatch_queue_wait_seconds_count") == 1;
+  });
+  INFO(s.text);
+  // The submit's write and then, in the same turn, the assignment's: the writer was woken for
+  // neither.
+  CHECK(s.value("dispatch_store_inline_writes_total") == 2);
+}
+
 TEST_CASE("metrics: a live scrape counts a known batch by value, and passes promtool and the monitoring check") {
   const int port = free_ports(1)[0];
   dispatcher_process d({{"--metrics-address", "127.0.0.1:" + std::to_string(port)}});
