@@ -305,9 +305,10 @@ struct dispatcher_state {
   // A small batch that new tasks wait for (a submit's: they enter the queue only once stored)
   // is written on this thread when nothing stands before it: none of our requests at the
   // persistence actor (the store must see our writes in order), and a store that takes it at
-  // once. So are the assignments of the dispatch pass that follows (flush()). That spares a
-  // submit's way to a waiting worker the writer's wake-up and its reply, twice, and costs less
-  // CPU (bench/README.md). The store takes a batch at once or not at all (task_store::try_apply:
+  // once. That spares a submit's way to a worker the writer's wake-up and its reply. So are the
+  // assignments of the dispatch pass that follows (flush()): the jobs do not wait for them, but
+  // otherwise each submit of a paced producer would wake the writer once more, for them alone
+  // (5% of the daemon's CPU at 10k/s: bench/README.md). The store takes a batch at once or not at all (try_apply:
   // never in fsync mode, never behind another write or a RocksDB stall); false if it is still to
   // be written. Every other write (a worker's completions, the assignments its fetch brings)
   // goes to the writer, which stores it while this thread serves the next request: one worker's

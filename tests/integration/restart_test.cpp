@@ -154,6 +154,17 @@ TEST_CASE("with --storage-cpus the store's threads stay on those CPUs and tasks 
   int pinned = 0;
   for (auto it = first; it != end; ++it) pinned += it->second.cpus == storage;
   CHECK(pinned >= 3);
+  // RocksDB's flush and compaction threads, on those CPUs at idle priority before their first
+  // job (20 tasks make none): a flush does work before its listeners are called.
+  for (const char* pool : {"rocksdb:high", "rocksdb:low"}) {
+    INFO(pool);
+    const auto [pool_first, pool_end] = threads.equal_range(pool);
+    REQUIRE(pool_first != pool_end);
+    for (auto it = pool_first; it != pool_end; ++it) {
+      CHECK(it->second.cpus == storage);
+      CHECK(it->second.policy == SCHED_IDLE);
+    }
+  }
   // The request path (ZeroMQ's I/O thread, the actor scheduler) is left to the kernel: it may
   // run on every CPU the daemon's main thread may.
   const auto main_cpus = threads.find("dispatcherd")->second.cpus;
