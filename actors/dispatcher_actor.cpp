@@ -308,12 +308,12 @@ struct dispatcher_state {
   // once. That spares a submit's way to a worker the writer's wake-up and its reply. So are the
   // assignments of the dispatch pass that follows (flush()): the jobs do not wait for them, but
   // otherwise each submit of a paced producer would wake the writer once more, for them alone
-  // (5% of the daemon's CPU at 10k/s: bench/README.md). The store takes a batch at once or not at all (try_apply:
-  // never in fsync mode, never behind another write or a RocksDB stall); false if it is still to
-  // be written. Every other write (a worker's completions, the assignments its fetch brings)
-  // goes to the writer, which stores it while this thread serves the next request: one worker's
-  // lifecycle lost 20-40% when those were written here too. A large batch is the writer's group
-  // commit at its best.
+  // (5% of the daemon's CPU at 10k/s: bench/README.md). The store takes a batch at once or not
+  // at all (task_store::try_apply: never in fsync mode, never behind another write or a RocksDB
+  // stall); false if it is still to be written. Every other write (a worker's completions, the
+  // assignments its fetch brings) goes to the writer, which stores it while this thread serves
+  // the next request: one worker's lifecycle lost 20-40% when those were written here too. A
+  // large batch is the writer's group commit at its best.
   bool write_inline() {
     if (store_requests != 0 || writes.size() > inline_write_limit) return false;
     const auto started = std::chrono::steady_clock::now();

@@ -368,9 +368,9 @@ rocksdb::CompressionType done_compression() {
 
 // Set up on RocksDB's flush and compaction threads at each job they start (they belong to
 // RocksDB: this is its only hook on them; start_background_threads below covers what a job
-// does before it reaches this). RocksDB counts, per thread, every key comparison and
-// more into a thread-local perf context unless told not to; the counting is a thread-local
-// access in every comparison, and nobody reads the counts. With --storage-cpus the threads are
+// does before it reaches this). RocksDB counts, per thread, every key comparison and more into
+// a thread-local perf context unless told not to; the counting is a thread-local access in
+// every comparison, and nobody reads the counts. With --storage-cpus the threads are
 // also kept on those CPUs (cpu_pinning.hpp), at the lowest priority; a job is a flush or
 // compaction of megabytes, so the system calls each are nothing.
 class background_thread_setup : public rocksdb::EventListener {
@@ -816,8 +816,7 @@ status task_store::open(const store_options& options, std::unique_ptr<task_store
   rocksdb::DB* raw_db = nullptr;
   const auto db_options = make_db_options(options.cpus);
   start_background_threads(db_options, options.cpus);
-  const rocksdb::Status s =
-      rocksdb::DB::Open(db_options, dir, descriptors, &raw_handles, &raw_db);
+  const rocksdb::Status s = rocksdb::DB::Open(db_options, dir, descriptors, &raw_handles, &raw_db);
   // Take ownership before anything else can return; on failure RocksDB has already released
   // everything and left both empty.
   auto p = std::make_unique<impl>();
