@@ -102,15 +102,13 @@ void run_worker(zmq::context_t& context, const std::string& endpoint, std::size_
         const std::size_t jobs = (msg.size() - 1) / 8;
         done.add(at, jobs);
         for (std::size_t j = 0; record && j < jobs; ++j)
-          record->done_ns.push_back(static_cast<double>(at - stamp_at(data + 1 + 8 * j)));
+          record->done(stamp_at(data + 1 + 8 * j), at);
       } else if (data[0] == jobs_frame) {
         complete.assign(1, complete_frame);
         for (std::size_t at_job = 1; at_job + payload <= msg.size(); at_job += payload) {
           complete.append(data + at_job, 8);
           if (record) {
-            const std::int64_t stamp = stamp_at(data + at_job);
-            record->hold_ns.push_back(static_cast<double>(at - stamp));
-            record->hold_stamp_ns.push_back(stamp);
+            record->held(stamp_at(data + at_job), at);
           } else {
             dealer.send(zmq::buffer(complete), zmq::send_flags::none);
             complete.resize(1);
@@ -209,12 +207,7 @@ latency_samples run_zmq_latency_floor(const zmq_latency_load& load) {
   done.wait(load.tasks, std::chrono::seconds(60), [&] { group.check(); });
   group.stop();
   latency_samples all;
-  for (auto& r : recorded) {
-    all.hold_ns.insert(all.hold_ns.end(), r.hold_ns.begin(), r.hold_ns.end());
-    all.done_ns.insert(all.done_ns.end(), r.done_ns.begin(), r.done_ns.end());
-    all.hold_stamp_ns.insert(all.hold_stamp_ns.end(), r.hold_stamp_ns.begin(),
-                             r.hold_stamp_ns.end());
-  }
+  for (const auto& r : recorded) all.append(r);
   return all;
 }
 

@@ -59,11 +59,7 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
     latency_samples& local;
     ~flush_samples() {
       std::lock_guard<std::mutex> lock(fleet.mutex_);
-      auto& all = fleet.latencies_;
-      all.hold_ns.insert(all.hold_ns.end(), local.hold_ns.begin(), local.hold_ns.end());
-      all.done_ns.insert(all.done_ns.end(), local.done_ns.begin(), local.done_ns.end());
-      all.hold_stamp_ns.insert(all.hold_stamp_ns.end(), local.hold_stamp_ns.begin(),
-                               local.hold_stamp_ns.end());
+      fleet.latencies_.append(local);
     }
   } flush{*this, local};
   std::vector<session> sessions(count);
@@ -123,8 +119,7 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
             std::int64_t stamp = 0;
             if (options_.record_latency) {
               stamp = payload_stamp(job.payload);
-              local.hold_ns.push_back(static_cast<double>(at - stamp));
-              local.hold_stamp_ns.push_back(stamp);
+              local.held(stamp, at);
             }
             if (options_.complete_each) {
               s.reports.emplace(s.wire->send(protocol::complete{job.task, job.attempt, {}}),
@@ -147,8 +142,7 @@ void worker_fleet::run(std::size_t first, std::size_t count) {
                                      " refused: " + answer->refused.front().message);
           const std::int64_t at = now_ns();
           if (options_.record_latency)
-            for (const auto stamp : it->second)
-              local.done_ns.push_back(static_cast<double>(at - stamp));
+            for (const auto stamp : it->second) local.done(stamp, at);
           completed_.add(at, it->second.size());
           s.reports.erase(it);
         } else if (const auto* e = std::get_if<protocol::error>(&r->body)) {

@@ -39,6 +39,22 @@ struct latency_samples {
   std::vector<double> hold_ns;  // submit stamp -> job received by the worker
   std::vector<double> done_ns;  // submit stamp -> completion acknowledged
   std::vector<std::int64_t> hold_stamp_ns;  // the submit stamp of each hold_ns entry
+
+  // A job submitted at `stamp` reached its worker at `at` (both now_ns()).
+  void held(std::int64_t stamp, std::int64_t at) {
+    hold_ns.push_back(static_cast<double>(at - stamp));
+    hold_stamp_ns.push_back(stamp);
+  }
+  // A job submitted at `stamp` had its completion acknowledged at `at`.
+  void done(std::int64_t stamp, std::int64_t at) {
+    done_ns.push_back(static_cast<double>(at - stamp));
+  }
+  void append(const latency_samples& more) {
+    hold_ns.insert(hold_ns.end(), more.hold_ns.begin(), more.hold_ns.end());
+    done_ns.insert(done_ns.end(), more.done_ns.begin(), more.done_ns.end());
+    hold_stamp_ns.insert(hold_stamp_ns.end(), more.hold_stamp_ns.begin(),
+                         more.hold_stamp_ns.end());
+  }
 };
 
 class worker_fleet {
