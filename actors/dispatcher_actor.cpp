@@ -14,6 +14,7 @@
 
 #include "actors/project_actor.hpp"
 #include "actors/store_reader_actor.hpp"
+#include "actors/store_write_record.hpp"
 #include "dispatcher/outbox.hpp"
 #include "dispatcher/policy/scheduler.hpp"
 #include "dispatcher/policy/task_timers.hpp"
@@ -320,13 +321,8 @@ struct dispatcher_state {
     bool applied = false;
     const auto s = store->try_apply(writes, applied);
     if (s.is_ok() && !applied) return false;
-    metrics->store_batch_latency(
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    record_store_write(*metrics, started, s, writes.size());
     metrics->store_inline_write();
-    if (!s.is_ok()) {
-      metrics->store_error();
-      spdlog::error("store write of {} changes failed: {}", writes.size(), s.to_string());
-    }
     writes.clear();
     const auto then = std::exchange(waiting, {});
     if (s.is_ok())

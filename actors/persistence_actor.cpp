@@ -1,8 +1,7 @@
 #include "actors/persistence_actor.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include "actors/pin_actor_thread.hpp"
+#include "actors/store_write_record.hpp"
 #include "metrics/dispatcher_metrics.hpp"
 
 namespace dispatch::actors {
@@ -35,8 +34,7 @@ void flush(persistence_actor* self) {
   if (st.waiting.empty()) return;
   const auto started = std::chrono::steady_clock::now();
   const auto result = st.store->apply(st.group);
-  st.metrics->store_batch_latency(
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  record_store_write(*st.metrics, started, result, st.group.size());
   st.group.clear();
   auto waiting = std::move(st.waiting);
   st.waiting.clear();
@@ -44,9 +42,6 @@ void flush(persistence_actor* self) {
     for (auto& rp : waiting) rp.deliver(caf::ok_atom::value);
     return;
   }
-  st.metrics->store_error();
-  spdlog::error("store write of a group of {} requests failed: {}", waiting.size(),
-                result.to_string());
   for (auto& rp : waiting) rp.deliver(caf::make_error(caf::sec::runtime_error, result.to_string()));
 }
 
