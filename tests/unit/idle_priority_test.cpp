@@ -24,7 +24,7 @@ cpu_set_t this_thread_cpus() {
 
 }  // namespace
 
-TEST_CASE("a thread moved to idle priority stays there") {
+TEST_CASE("enter_idle_priority moves the calling thread to SCHED_IDLE") {
   std::vector<int> seen;
   std::thread([&] {
     seen.push_back(sched_getscheduler(0));
