@@ -134,6 +134,7 @@ struct dispatcher_state {
   caf::actor reader;  // task queries (list_tasks) and read-ahead, off the writer's thread
   caf::actor notifier;
   std::shared_ptr<outbox> out;
+  send_replies_now_fn send_replies_now;
   std::shared_ptr<metrics::dispatcher_metrics> metrics;
 
   std::unique_ptr<policy::scheduler> policy;
@@ -186,8 +187,8 @@ struct dispatcher_state {
   persistence::write_batch writes;
   waiting_for_store waiting;
   std::size_t store_requests = 0;       // writes and purge slices sent to the persistence actor
-  bool queue_waits_for_writes = false;  // set by a submit, see write_inline()
-  static constexpr std::size_t inline_write_limit = 64;  // write_batch::size(); write_inline()
+  bool queue_waits_for_writes = false;  // set by a submit, see flush_writes()
+  static constexpr std::size_t inline_write_limit = 64;  // write_batch::size(); flush_writes()
   std::vector<policy::assignment> assignments;
   std::vector<task_id> read_back_ids;  // scratch of unpark_assigned()
   std::vector<task> read_back;         // scratch of unpark_assigned()
@@ -295,28 +296,33 @@ struct dispatcher_state {
   // Stores this message's writes, here (write_inline) or through the persistence actor. True
   // if they were stored here and their continuations ran. `after_inline`: the writes come from
   // the pass that followed such a batch (a submit's tasks, assigned to waiting workers).
+  //
+  // A small batch is written on this thread when nothing stands before it: none of our requests
+  // at the persistence actor (the store must see our writes in order), and a store that takes it
+  // at once (task_store::try_apply: never in fsync mode, never behind another write or a RocksDB
+  // stall). That spares the writer's wake-up and its reply. A submit's batch always: its tasks
+  // enter the queue only once stored, so the writer's round trip would be on their way to a
+  // worker. Nobody waits for the others (a report's completions, the assignments of a pass) on
+  // their way to a worker, and this thread has requests to serve: the replies queued so far
+  // (the jobs) leave first, and the batch is written here only if no request is waiting to be
+  // read, or if it follows a submit's write (a paced producer's submit would otherwise wake the
+  // writer for its assignments alone). Written here before the jobs had left, a worker's next
+  // round trip waited for them: one worker's lifecycle lost 20-40% (bench/README.md). A large
+  // batch is the writer's group commit at its best.
   bool flush_writes(bool after_inline) {
     if (writes.empty() && waiting.empty()) return false;
-    const bool written = (queue_waits_for_writes || after_inline) && write_inline();
-    queue_waits_for_writes = false;
+    const bool submit = std::exchange(queue_waits_for_writes, false);
+    bool written = false;
+    if (store_requests == 0 && writes.size() <= inline_write_limit && !store->syncs_writes()) {
+      const bool nobody_waits = !submit && send_replies_now && send_replies_now();
+      if (submit || after_inline || nobody_waits) written = write_inline();
+    }
     if (!written) send_writes();
     return written;
   }
 
-  // A small batch that new tasks wait for (a submit's: they enter the queue only once stored)
-  // is written on this thread when nothing stands before it: none of our requests at the
-  // persistence actor (the store must see our writes in order), and a store that takes it at
-  // once. That spares a submit's way to a worker the writer's wake-up and its reply. So are the
-  // assignments of the dispatch pass that follows (flush()): the jobs do not wait for them, but
-  // otherwise each submit of a paced producer would wake the writer once more, for them alone
-  // (5% of the daemon's CPU at 10k/s: bench/README.md). The store takes a batch at once or not
-  // at all (task_store::try_apply: never in fsync mode, never behind another write or a RocksDB
-  // stall); false if it is still to be written. Every other write (a worker's completions, the
-  // assignments its fetch brings) goes to the writer, which stores it while this thread serves
-  // the next request: one worker's lifecycle lost 20-40% when those were written here too. A
-  // large batch is the writer's group commit at its best.
+  // False if the store did not take the batch at once: it is still to be written.
   bool write_inline() {
-    if (store_requests != 0 || writes.size() > inline_write_limit) return false;
     const auto started = std::chrono::steady_clock::now();
     bool applied = false;
     const auto s = store->try_apply(writes, applied);
@@ -1492,6 +1498,7 @@ std::chrono::milliseconds tick_interval(const dispatcher_settings& s) {
 caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
                          shared_recovery recovered, shared_store store, caf::actor persistence,
                          caf::actor notifier, std::shared_ptr<outbox> out,
+                         send_replies_now_fn send_replies_now,
                          std::shared_ptr<metrics::dispatcher_metrics> metrics) {
   auto& st = self->state;
   st.self = self;
@@ -1501,6 +1508,7 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
   st.reader = spawn_store_reader(self, st.store);
   st.notifier = std::move(notifier);
   st.out = std::move(out);
+  st.send_replies_now = std::move(send_replies_now);
   st.metrics = std::move(metrics);
   st.policy = std::make_unique<policy::scheduler>(
       policy::scheduler_config{settings.scale_interval.count(), settings.reserve_cooldown.count()});
@@ -1545,11 +1553,11 @@ caf::behavior dispatcher(dispatcher_actor* self, dispatcher_settings settings,
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,
                             caf::actor persistence, caf::actor notifier,
-                            std::shared_ptr<outbox> out,
+                            std::shared_ptr<outbox> out, send_replies_now_fn send_replies_now,
                             std::shared_ptr<metrics::dispatcher_metrics> metrics) {
   return system.spawn(dispatcher, settings, std::move(recovered), std::move(store),
                       std::move(persistence), std::move(notifier), std::move(out),
-                      std::move(metrics));
+                      std::move(send_replies_now), std::move(metrics));
 }
 
 }  // namespace dispatch::actors

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 
 #include <caf/fwd.hpp>
@@ -47,10 +48,14 @@ struct dispatcher_settings {
 // `store` is read directly for point reads (idempotency keys, parked tasks) and by the task
 // query actor the dispatcher spawns (store_reader_actor.hpp); every write goes through
 // `persistence`.
+// Sends the replies queued so far at once, if the calling thread serves the sockets
+// (io_driven_queue::send_output_now); true when it did and no request waits to be read.
+using send_replies_now_fn = std::function<bool()>;
+
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,
                             caf::actor persistence, caf::actor notifier,
-                            std::shared_ptr<outbox> out,
+                            std::shared_ptr<outbox> out, send_replies_now_fn send_replies_now,
                             std::shared_ptr<metrics::dispatcher_metrics> metrics);
 
 }  // namespace dispatch::actors

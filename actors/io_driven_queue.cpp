@@ -35,6 +35,7 @@ caf::resumable* io_driven_queue::pop(bool serves_io) {
     jobs_.pop_front();
     return job;
   }
+  serving_thread_ = std::this_thread::get_id();
   for (;;) {
     if (detaching_) {
       if (auto* io = io_) {
@@ -79,6 +80,16 @@ bool io_driven_queue::wait_for_wake(io_loop* io, bool block) {
   pollfd wake{wake_.fd(), POLLIN, 0};
   if (::poll(&wake, 1, block ? -1 : 0) < 0) return false;
   return wake.revents & POLLIN;
+}
+
+bool io_driven_queue::send_output_now() {
+  io_loop* io = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    // Only the serving thread clears io_, and it is the caller: io stays valid past the lock.
+    if (std::this_thread::get_id() == serving_thread_) io = io_;
+  }
+  return io != nullptr && !io->send_output_now();
 }
 
 void io_driven_queue::attach(io_loop& io) {

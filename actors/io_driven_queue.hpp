@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <deque>
 #include <mutex>
+#include <thread>
 
 #include "dispatcher/io_loop.hpp"
 #include "dispatcher/wake_signal.hpp"
@@ -49,6 +50,12 @@ class io_driven_queue {
     }
   }
 
+  // From a job: if it runs on the serving thread, has the io_loop send the queued replies now
+  // (io_loop::send_output_now) and returns true when no request is waiting to be read, so the job
+  // may spend a moment on work nobody waits for without holding anyone up. False (nothing sent)
+  // on another thread or with nothing attached.
+  bool send_output_now();
+
   // The serving thread uses `io` from its next wait on. `io` must stay valid until detach().
   void attach(io_loop& io);
   // Has the serving thread close the io_loop (its sockets belong to that thread) and stop serving
@@ -69,6 +76,7 @@ class io_driven_queue {
   std::condition_variable others_cv_;
   int others_asleep_ = 0;   // other scheduler threads waiting on others_cv_; guarded by mutex_
   io_loop* io_ = nullptr;   // guarded by mutex_
+  std::thread::id serving_thread_;  // set by its first pop; guarded by mutex_
   bool detaching_ = false;  // guarded by mutex_
   std::condition_variable detached_cv_;
   clock::time_point last_io_turn_;  // the serving thread's own

@@ -239,6 +239,15 @@ bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message
   return true;
 }
 
+bool io_bridge::send_output_now() {
+  const auto sent = drain_outbox();
+  work_unread_ = work_unread_ || sent.work;
+  admin_unread_ = admin_unread_ || sent.admin;
+  // The descriptor cannot tell (it only fires on a change, and the sends may have consumed that),
+  // so ask the socket itself.
+  return (work_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
+}
+
 io_bridge::sent_to io_bridge::drain_outbox() {
   outbox_->take(taken_);
   sent_to sent;

@@ -76,6 +76,7 @@ class io_bridge final : public io_loop {
   bool wait(bool block, int wake_fd) override;
   bool output_waiting() const override { return outbox_->waiting(); }
   void handle() override;
+  bool send_output_now() override;
   void close() override;
   // The endpoints actually bound (resolves port 0 / wildcard).
   std::string work_endpoint() const;

@@ -17,6 +17,9 @@ class io_loop {
   // Handles what the last wait found, without blocking: queued replies go out, requests are read
   // and handed on, held requests that are due are handed on.
   virtual void handle() = 0;
+  // Sends the queued replies at once, from a job the serving thread is running (one about to
+  // spend a moment on work nobody waits for). True when a request is waiting to be read.
+  virtual bool send_output_now() = 0;
   // Sends the replies still queued and closes the sockets. The loop is not used again.
   virtual void close() = 0;
 };

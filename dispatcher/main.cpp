@@ -157,10 +157,11 @@ int run(const daemon_config& cfg, const sigset_t& signals) {
   settings.idempotency_window = cfg.idempotency_window;
   settings.retention = cfg.retention;
   settings.resident_tasks = cfg.resident_tasks;
-  dispatcher = actors::spawn_dispatcher(system, settings, std::move(recovered), store,
-                                        persistence, notifier, out, metrics);
-
   auto& scheduler_queue = actors::io_driven_queue_of(system);
+  dispatcher = actors::spawn_dispatcher(
+      system, settings, std::move(recovered), store, persistence, notifier, out,
+      [&scheduler_queue] { return scheduler_queue.send_output_now(); }, metrics);
+
   scheduler_queue.attach(io);
   std::string storage_cpus;
   for (const int cpu : cfg.storage_cpus)

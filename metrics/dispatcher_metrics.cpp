@@ -183,8 +183,8 @@ struct dispatcher_metrics::impl {
   Family<Counter>& store_inline_f = counter(
       *registry, "dispatch_store_inline_writes_total",
       "Store writes the dispatcher made on its own thread instead of the writer's (small "
-      "submits while the writer had none of its requests, and the assignments right after "
-      "them); also in dispatch_store_batch_seconds.");
+      "batches while the writer had none of its requests: a submit's, the assignments right "
+      "after it, others while no request waited); also in dispatch_store_batch_seconds.");
   Family<Histogram>& queue_wait_f =
       histogram(*registry, "dispatch_queue_wait_seconds",
                 "Time from submit (or requeue) to assignment to a worker.");

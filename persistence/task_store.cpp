@@ -894,6 +894,8 @@ status task_store::apply(const write_batch& batch) {
   return stage_and_write(batch, nullptr);
 }
 
+bool task_store::syncs_writes() const { return impl_->write_options.sync; }
+
 status task_store::try_apply(const write_batch& batch, bool& applied) {
   applied = false;
   if (impl_->write_options.sync) return status::ok();

@@ -228,6 +228,8 @@ class task_store {
   // flushes catch up), or with durability::fsync (the sync is a wait for the disk). For a
   // caller on a thread that must not block, with a writer thread to fall back on.
   status try_apply(const write_batch& batch, bool& applied);
+  // durability::fsync: every write waits for the disk, so try_apply() never applies one.
+  bool syncs_writes() const;
   // Everything needed to resume: live tasks, the id counter, project settings and counts.
   // Pending tasks come whole while out.live holds fewer than `resident` tasks, and as summaries
   // in out.queued after that, so a large backlog is never all in memory at once. A large live

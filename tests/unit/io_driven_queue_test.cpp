@@ -57,6 +57,14 @@ class eventfd_loop final : public dispatch::io_loop {
     std::lock_guard<std::mutex> lock(mutex);
     handled_on = std::this_thread::get_id();
   }
+  bool send_output_now() override {
+    if (output.exchange(false)) {
+      std::lock_guard<std::mutex> lock(mutex);
+      log.push_back("sent now");
+    }
+    pollfd input{input_, POLLIN, 0};
+    return ::poll(&input, 1, 0) == 1;
+  }
   void close() override {
     std::lock_guard<std::mutex> lock(mutex);
     closed_on = std::this_thread::get_id();
@@ -233,4 +241,43 @@ TEST_CASE("io_driven_queue sends waiting output before the next job") {
   server.join();
   std::lock_guard<std::mutex> lock(loop.mutex);
   CHECK(loop.log == std::vector<std::string>{"job 0", "sent", "job 1"});
+}
+
+TEST_CASE("io_driven_queue sends output at once only from a job on the serving thread") {
+  io_driven_queue queue;
+  eventfd_loop loop;
+  jobs job;
+  queue.attach(loop);
+  std::atomic<int> answers{-1};  // the job's: 0 false, 1 true
+  std::thread server([&] {
+    for (;;) {
+      auto* next = queue.pop(true);
+      if (next == job[15]) return;
+      loop.output = true;  // the job queued replies, then asks for them to go now
+      if (next == job[1]) loop.give_input();  // a request arrives meanwhile
+      answers = queue.send_output_now() ? 1 : 0;
+    }
+  });
+  queue.push(job[0]);
+  eventually([&] { return answers != -1; });
+  CHECK(answers == 1);  // sent, and no input waiting
+  {
+    std::lock_guard<std::mutex> lock(loop.mutex);
+    REQUIRE(!loop.log.empty());
+    CHECK(loop.log.front() == "sent now");
+  }
+
+  // Input waiting: sent all the same, but the job hears that someone waits.
+  answers = -1;
+  queue.push(job[1]);
+  eventually([&] { return answers != -1; });
+  CHECK(answers == 0);
+
+  // Another thread may not touch the loop: nothing is sent.
+  loop.output = true;
+  CHECK_FALSE(queue.send_output_now());
+  CHECK(loop.output);
+  queue.detach();
+  queue.push(job[15]);
+  server.join();
 }
