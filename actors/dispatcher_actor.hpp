@@ -45,13 +45,14 @@ struct dispatcher_settings {
   std::chrono::milliseconds retention{7 * 24 * 3600 * 1000};
 };
 
-// `store` is read directly for point reads (idempotency keys, parked tasks) and by the task
-// query actor the dispatcher spawns (store_reader_actor.hpp); every write goes through
-// `persistence`.
 // Sends the replies queued so far at once, if the calling thread serves the sockets
 // (io_driven_queue::send_output_now); true when it did and no request waits to be read.
 using send_replies_now_fn = std::function<bool()>;
 
+// `store` is read directly for point reads (idempotency keys, parked tasks) and by the task
+// query actor the dispatcher spawns (store_reader_actor.hpp). Writes go through `persistence`,
+// except small ones the dispatcher makes itself when nothing stands before them (see
+// flush_writes in dispatcher_actor.cpp); `send_replies_now` lets it send its replies first.
 caf::actor spawn_dispatcher(caf::actor_system& system, dispatcher_settings settings,
                             shared_recovery recovered, shared_store store,
                             caf::actor persistence, caf::actor notifier,

@@ -76,7 +76,7 @@ class io_driven_queue {
   std::condition_variable others_cv_;
   int others_asleep_ = 0;   // other scheduler threads waiting on others_cv_; guarded by mutex_
   io_loop* io_ = nullptr;   // guarded by mutex_
-  std::thread::id serving_thread_;  // set by its first pop; guarded by mutex_
+  std::thread::id serving_thread_;  // set by its pops; guarded by mutex_
   bool detaching_ = false;  // guarded by mutex_
   std::condition_variable detached_cv_;
   clock::time_point last_io_turn_;  // the serving thread's own
