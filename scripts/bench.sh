@@ -2,7 +2,7 @@
 # The benchmark suite (bench/README.md): builds the bench targets into ./build, runs every
 # section, prints their tables and writes bench/results/<section>.json.
 #
-#   scripts/bench.sh            full run (N = 200,000, 3 repetitions; about half an hour)
+#   scripts/bench.sh            full run (N = 200,000, 3 repetitions; 6-7 minutes here, plus the build)
 #   scripts/bench.sh --quick    smoke run (N = 20,000, 1 repetition; a few minutes)
 #   scripts/bench.sh --only lifecycle,floor   some sections only (policy lifecycle latency floor scale)
 #
