@@ -6,6 +6,7 @@
 // parameters, and per figure the median, min, max and every sample.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -37,8 +38,9 @@ class report {
 
   nlohmann::json& params() { return params_; }
   void note(std::string text) { notes_.push_back(std::move(text)); }
+  // The row stays where it is while more are added: fill in its figures at any time.
   result_row& add(std::string label, nlohmann::json config = nlohmann::json::object());
-  const std::vector<result_row>& rows() const { return rows_; }
+  const std::deque<result_row>& rows() const { return rows_; }
   // The row with this label, or nullptr.
   const result_row* find(const std::string& label) const;
 
@@ -55,7 +57,7 @@ class report {
   std::optional<cpu_times> started_ = read_cpu_times();
   nlohmann::json params_ = nlohmann::json::object();
   std::vector<std::string> notes_;
-  std::vector<result_row> rows_;
+  std::deque<result_row> rows_;  // a deque: add() hands out references that must stay valid
 };
 
 // A plain text table: columns sized to their widest cell, first column left-aligned.
