@@ -107,8 +107,8 @@ TEST_CASE("bench: lifecycle runs both systems, and floor compares with it") {
   for (int workers : {1, 2}) {
     for (const std::string durability : {"wal", "fsync"}) {
       INFO("K=" << workers << " " << durability);
-      const json* row =
-          row_where(life, {{"system", "dispatch"}, {"workers", workers}, {"durability", durability}});
+      const json* row = row_where(
+          life, {{"system", "dispatch"}, {"workers", workers}, {"durability", durability}});
       REQUIRE(row != nullptr);
       CHECK(median(*row, "tasks_per_s") > 0);
       if (have_beanstalkd()) CHECK(median(*row, "vs_beanstalkd") > 0);
@@ -132,8 +132,8 @@ TEST_CASE("bench: lifecycle runs both systems, and floor compares with it") {
 
 TEST_CASE("bench: latency measures the daemon and the ZeroMQ floor at an offered rate") {
   temp_dir dir("dispatch-bench");
-  const json j = run_bench("latency_bench",
-                           {"--quick", "--tasks", "2000", "--rates", "1000", "--seconds", "1"}, dir);
+  const json j = run_bench(
+      "latency_bench", {"--quick", "--tasks", "2000", "--rates", "1000", "--seconds", "1"}, dir);
   check_figures(j);
   for (const std::string path : {"dispatch", "zmq floor"}) {
     INFO(path);
