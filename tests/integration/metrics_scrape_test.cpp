@@ -267,10 +267,15 @@ TEST_CASE("metrics: a live scrape counts a known batch by value, and passes prom
     CHECK(s.value("dispatch_task_run_seconds_count") == 5);    // completed + failed
     CHECK(s.count("dispatch_store_batch_seconds_count") > 0);
     CHECK(s.value("dispatch_store_errors_total") == 0);
-    // Every write, made by the dispatcher itself: the submit, the cancel, the fetch's
-    // assignments, three completions and two failures. Each is small, and the clients wait for
-    // each answer before they ask again, so no request was ever waiting for the thread.
-    CHECK(s.value("dispatch_store_inline_writes_total") == 8);
+    // Made by the dispatcher itself: the submit, the cancel, and each completion and failure
+    // but perhaps the first (each is small, and the clients wait for every answer, which comes
+    // after the write, before they ask again). The fetch's assignments too, unless the worker's
+    // first complete, sent as soon as the jobs left before that write, arrived before the
+    // dispatcher looked for waiting requests: then that write, and the complete's behind it, go
+    // to the writer.
+    const auto inline_writes = s.value("dispatch_store_inline_writes_total");
+    CHECK(inline_writes >= 6);
+    CHECK(inline_writes <= 8);
     CHECK(s.value("dispatch_workers_lost_total") == 0);
     CHECK(s.value("dispatch_reserve_engagements_total") == 0);
     CHECK(s.value("dispatch_reserve_releases_total") == 0);
