@@ -89,7 +89,7 @@ bool io_driven_queue::send_output_now() {
     // Only the serving thread clears io_, and it is the caller: io stays valid past the lock.
     if (std::this_thread::get_id() == serving_thread_) io = io_;
   }
-  return io != nullptr && !io->send_output_now();
+  return io != nullptr && io->send_output_now();
 }
 
 void io_driven_queue::attach(io_loop& io) {

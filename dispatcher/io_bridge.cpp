@@ -240,14 +240,15 @@ bool io_bridge::authorize(zmq::socket_t& router, inbound& in, const zmq::message
 }
 
 bool io_bridge::send_output_now() {
-  const auto sent = drain_outbox();
+  // Taking from an empty outbox would still cost a read of its eventfd.
+  const auto sent = outbox_->waiting() ? drain_outbox() : sent_to{};
   // The descriptor cannot tell (it only fires on a change, and the sends may have consumed that),
   // so ask the socket itself. Asking consumes the descriptor's signal too: a request found
   // waiting must be read on the next turn whether the descriptor fires or not.
   const bool request_waits = (work_.get(zmq::sockopt::events) & ZMQ_POLLIN) != 0;
   work_unread_ = work_unread_ || sent.work || request_waits;
   admin_unread_ = admin_unread_ || sent.admin;
-  return request_waits;
+  return !request_waits;
 }
 
 io_bridge::sent_to io_bridge::drain_outbox() {

@@ -18,7 +18,8 @@ class io_loop {
   // and handed on, held requests that are due are handed on.
   virtual void handle() = 0;
   // Sends the queued replies at once, from a job the serving thread is running (one about to
-  // spend a moment on work nobody waits for). True when a request is waiting to be read.
+  // spend a moment on work nobody waits for). True when no request is waiting to be read, i.e.
+  // that work would hold nobody up.
   virtual bool send_output_now() = 0;
   // Sends the replies still queued and closes the sockets. The loop is not used again.
   virtual void close() = 0;

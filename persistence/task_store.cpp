@@ -898,7 +898,7 @@ bool task_store::syncs_writes() const { return impl_->write_options.sync; }
 
 status task_store::try_apply(const write_batch& batch, bool& applied) {
   applied = false;
-  if (impl_->write_options.sync) return status::ok();
+  if (syncs_writes()) return status::ok();
   std::unique_lock<std::mutex> lock(impl_->write_mutex, std::try_to_lock);
   if (!lock) return status::ok();
   bool refused = false;

@@ -63,7 +63,7 @@ class eventfd_loop final : public dispatch::io_loop {
       log.push_back("sent now");
     }
     pollfd input{input_, POLLIN, 0};
-    return ::poll(&input, 1, 0) == 1;
+    return ::poll(&input, 1, 0) == 0;  // no input waiting
   }
   void close() override {
     std::lock_guard<std::mutex> lock(mutex);
