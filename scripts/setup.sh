@@ -9,6 +9,7 @@ packages=(
   libcaf-dev cppzmq-dev libzmq3-dev libsodium-dev librocksdb-dev libmsgpack-cxx-dev prometheus-cpp-dev
   catch2 libspdlog-dev nlohmann-json3-dev libcli11-dev libtcmalloc-minimal4 prometheus python3
   clang libclang-rt-14-dev
+  beanstalkd  # the benchmark's peer: bench_smoke_test runs the comparison against it
 )
 missing=()
 for p in "${packages[@]}"; do
