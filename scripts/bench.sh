@@ -2,12 +2,12 @@
 # The benchmark suite (bench/README.md): builds the bench targets into ./build, runs every
 # section, prints their tables and writes bench/results/<section>.json.
 #
-#   scripts/bench.sh            full run (N = 200,000, 3 repetitions; 6-7 minutes here, plus the build)
+#   scripts/bench.sh            full run (N = 200,000, 3 repetitions; 6-7 minutes here + build)
 #   scripts/bench.sh --quick    smoke run (N = 20,000, 1 repetition; a few minutes)
 #   scripts/bench.sh --only lifecycle,floor   some sections only (policy lifecycle latency floor scale)
 #
-# Installs beanstalkd (Debian package) if it is missing, for the comparison in the lifecycle
-# section. The floor section compares with lifecycle.json, so run lifecycle before it.
+# Runs scripts/setup.sh first if a package is missing (beanstalkd too, for the comparison in the
+# lifecycle section). The floor section compares with lifecycle.json, so run lifecycle before it.
 # BENCH_BUILD_DIR=dir builds and runs from another build directory (default ./build);
 # BENCH_RESULTS=dir writes the JSON files there instead of bench/results.
 set -euo pipefail
@@ -33,19 +33,13 @@ for s in "${sections[@]}"; do
   esac
 done
 
-as_root=()
-[ "$(id -u)" -eq 0 ] || as_root=(sudo)
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-# The build needs the project's packages; setup.sh installs them (and builds everything) once.
-if ! installed librocksdb-dev || ! installed libcaf-dev || ! installed cppzmq-dev; then
+# The build needs the project's packages, and the lifecycle section beanstalkd; setup.sh installs
+# them (and builds everything) once.
+if ! installed librocksdb-dev || ! installed libcaf-dev || ! installed cppzmq-dev ||
+   ! installed beanstalkd; then
   scripts/setup.sh
-fi
-if [ ! -x /usr/bin/beanstalkd ]; then
-  echo "bench: installing beanstalkd"
-  "${as_root[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${as_root[@]}" apt-get install -y -qq --no-install-recommends \
-    beanstalkd >/dev/null
 fi
 
 targets=(dispatcherd)
